@@ -23,7 +23,7 @@ import numba
 import numpy as np
 from numba import prange
 
-_jit = dict(nopython=True, cache=True, fastmath=False)
+_jit = dict(cache=True, fastmath=False)
 _pjit = dict(_jit, parallel=True)
 
 # activation codes shared with kernels/activations.cu
