@@ -1,0 +1,103 @@
+"""Checkpoints: plain arrays plus JSON, never pickle, written atomically.
+
+A checkpoint is an ``.npz`` (a zip of ``.npy`` arrays, each with a CRC) holding
+named float/int arrays and one ``__meta__`` entry: UTF-8 JSON bytes stored as
+a uint8 array. Loading uses ``allow_pickle=False``, so a file crafted to run
+code on load (a pickle renamed to ``.npz``, or an ``.npy`` of dtype object)
+is refused, never executed.
+
+Writing goes to a temporary file in the same folder, is flushed and fsynced,
+then renamed over the old checkpoint: a kill at any moment leaves either the
+old checkpoint or the new one, never a torn file.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+import zipfile
+
+import numpy as np
+
+FORMAT = "minigan-checkpoint"
+VERSION = 1
+_META = "__meta__"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used; the message names the file and the fix."""
+
+
+def save(path, arrays: dict[str, np.ndarray], meta: dict) -> None:
+    """Write ``arrays`` and JSON-serialisable ``meta`` to ``path`` atomically."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(folder, exist_ok=True)
+        header = dict(meta, format=FORMAT, version=VERSION)
+        payload = {_META: np.frombuffer(json.dumps(header).encode("utf-8"), dtype=np.uint8)}
+        for name, value in arrays.items():
+            value = np.asarray(value)
+            if value.dtype == object:
+                raise TypeError(f"checkpoint entry {name!r} is not a numeric array")
+            payload[name] = value
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-ckpt-", suffix=".npz")
+    except OSError as exc:
+        raise CheckpointError(f"cannot write a checkpoint to '{folder}' ({exc.strerror}): "
+                              "choose an output folder you can write to, with free space.") from exc
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **payload)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as exc:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise CheckpointError(f"could not save the checkpoint '{path}' ({exc.strerror}); the previous "
+                                  "checkpoint is intact: free some disk space or choose another --out.") from exc
+        raise
+
+
+def load(path) -> tuple[dict[str, np.ndarray], dict]:
+    """Read a checkpoint; every way it can be unusable is one CheckpointError."""
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        path = os.path.join(path, "checkpoint.npz")
+    if not os.path.exists(path):
+        raise CheckpointError(f"no checkpoint at '{path}': pass a run folder that has a checkpoint.npz "
+                              "(made by `minigan train`) or the path of one.")
+    try:
+        with open(path, "rb") as f:
+            blob = f.read()
+        with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
+            arrays = {name: npz[name] for name in npz.files}
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError, KeyError, zipfile.LargeZipFile) as exc:
+        raise CheckpointError(f"'{path}' is not a readable minigan checkpoint (it is truncated, corrupted or "
+                              f"another kind of file: {type(exc).__name__}); use another checkpoint or "
+                              "retrain.") from exc
+    if _META not in arrays:
+        raise CheckpointError(f"'{path}' is not a minigan checkpoint (it has no metadata); use a checkpoint "
+                              "written by `minigan train`.")
+    try:
+        meta = json.loads(arrays.pop(_META).tobytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"the metadata in '{path}' is garbled; use another checkpoint or retrain.") from exc
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise CheckpointError(f"'{path}' is not a minigan checkpoint; use a checkpoint written by `minigan train`.")
+    if meta.get("version", 0) > VERSION:
+        raise CheckpointError(f"'{path}' was written by a newer minigan (format {meta.get('version')}); "
+                              "upgrade minigan to load it.")
+    return arrays, meta
+
+
+def split(arrays: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
+    """The entries under ``prefix/`` with the prefix removed."""
+    cut = len(prefix) + 1
+    return {k[cut:]: v for k, v in arrays.items() if k.startswith(prefix + "/")}
+
+
+def join(prefix: str, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {f"{prefix}/{k}": v for k, v in arrays.items()}
