@@ -7,9 +7,12 @@ Every function here has a twin of the same name and signature in
 Layouts (the same on both devices):
 
 * images ``x``: (N, C, H, W)
-* im2col columns: (N, C*KH*KW, OH*OW); row ``(c*KH + i)*KW + j`` of image
-  ``n`` holds, for every output pixel ``(oy, ox)``, the input value
-  ``x[n, c, oy*SH - PH + i, ox*SW - PW + j]`` (0 outside the image).
+* im2col columns: (C*KH*KW, N*OH*OW); row ``(c*KH + i)*KW + j``, column
+  ``(n*OH + oy)*OW + ox`` holds the input value
+  ``x[n, c, oy*SH - PH + i, ox*SW - PW + j]`` (0 outside the image). With
+  the whole batch side by side, a convolution is ONE matrix product
+  W (OC, C*KH*KW) @ cols, large enough to keep BLAS / cuBLAS busy even for
+  the 4x4 layers of a batch of 5.
 * batch-norm statistics: per channel, over (N, H, W).
 * softmax: over the last axis of a 2-D (rows, cols) array.
 
@@ -41,32 +44,31 @@ def _contiguous(*arrays):
 @numba.njit(**_pjit)
 def _im2col(x, cols, kh, kw, sh, sw, ph, pw, oh, ow):
     n_img, c_in, h, w = x.shape
-    for nc in prange(n_img * c_in):
-        n = nc // c_in
-        c = nc % c_in
-        for i in range(kh):
-            for j in range(kw):
-                row = (c * kh + i) * kw + j
-                for oy in range(oh):
-                    y = oy * sh - ph + i
-                    base = oy * ow
-                    if y < 0 or y >= h:
-                        for ox in range(ow):
-                            cols[n, row, base + ox] = 0.0
-                        continue
+    for cij in prange(c_in * kh * kw):  # one row of cols per iteration: no two write the same memory
+        c = cij // (kh * kw)
+        i = (cij // kw) % kh
+        j = cij % kw
+        for n in range(n_img):
+            for oy in range(oh):
+                y = oy * sh - ph + i
+                base = (n * oh + oy) * ow
+                if y < 0 or y >= h:
                     for ox in range(ow):
-                        xx = ox * sw - pw + j
-                        if 0 <= xx < w:
-                            cols[n, row, base + ox] = x[n, c, y, xx]
-                        else:
-                            cols[n, row, base + ox] = 0.0
+                        cols[cij, base + ox] = 0.0
+                    continue
+                for ox in range(ow):
+                    xx = ox * sw - pw + j
+                    if 0 <= xx < w:
+                        cols[cij, base + ox] = x[n, c, y, xx]
+                    else:
+                        cols[cij, base + ox] = 0.0
 
 
 def im2col(x, kh, kw, sh, sw, ph, pw, oh, ow):
-    """x (N, C, H, W) -> columns (N, C*KH*KW, OH*OW)."""
+    """x (N, C, H, W) -> columns (C*KH*KW, N*OH*OW)."""
     (x,) = _contiguous(x)
     n, c = x.shape[:2]
-    cols = np.empty((n, c * kh * kw, oh * ow), dtype=x.dtype)
+    cols = np.empty((c * kh * kw, n * oh * ow), dtype=x.dtype)
     _im2col(x, cols, kh, kw, sh, sw, ph, pw, oh, ow)
     return cols
 
@@ -98,14 +100,14 @@ def _col2im(cols, x, kh, kw, sh, sw, ph, pw, oh, ow):
                         ox = tx // sw
                         if ox >= ow:
                             continue
-                        acc += cols[n, (c * kh + i) * kw + j, oy * ow + ox]
+                        acc += cols[(c * kh + i) * kw + j, (n * oh + oy) * ow + ox]
                 x[n, c, y, xx] = acc
 
 
-def col2im(cols, c, h, w, kh, kw, sh, sw, ph, pw, oh, ow):
-    """columns (N, C*KH*KW, OH*OW) -> image (N, C, H, W), summing overlaps."""
+def col2im(cols, n, c, h, w, kh, kw, sh, sw, ph, pw, oh, ow):
+    """columns (C*KH*KW, N*OH*OW) -> image (N, C, H, W), summing overlaps."""
     (cols,) = _contiguous(cols)
-    x = np.empty((cols.shape[0], c, h, w), dtype=cols.dtype)
+    x = np.empty((n, c, h, w), dtype=cols.dtype)
     _col2im(cols, x, kh, kw, sh, sw, ph, pw, oh, ow)
     return x
 
@@ -365,3 +367,11 @@ def adam_step(param, grad, m, v, lr, beta1, beta2, eps, weight_decay, step):
     _adam_step(param.reshape(-1), np.ascontiguousarray(grad).reshape(-1), m.reshape(-1),
                v.reshape(-1), t(lr), t(beta1), t(beta2), t(eps), t(weight_decay), t(bias1),
                t(bias2))
+
+
+def adam_step_multi(params, grads, ms, vs, lr, beta1, beta2, eps, weight_decay, step):
+    """adam_step on every (param, grad, m, v) of the lists (one fused launch on the GPU)."""
+    if not len(params) == len(grads) == len(ms) == len(vs):
+        raise ValueError("adam_step_multi: params, grads, ms and vs must have the same length.")
+    for param, grad, m, v in zip(params, grads, ms, vs):
+        adam_step(param, grad, m, v, lr, beta1, beta2, eps, weight_decay, step)

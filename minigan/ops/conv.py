@@ -6,8 +6,9 @@ Shapes:
     conv_transpose2d:  x (N, C, H, W), w (C, OC, KH, KW), b (OC,) -> (N, OC, OH, OW)
                        OH = (H - 1)*SH - 2*PH + KH + output_padding
 
-conv2d lays every receptive field out as a column (im2col) so the convolution
-is one matrix product per image: W (OC, C*KH*KW) @ cols (C*KH*KW, OH*OW).
+conv2d lays every receptive field out as a column (im2col), the whole batch
+side by side, so the convolution is ONE matrix product:
+W (OC, C*KH*KW) @ cols (C*KH*KW, N*OH*OW) -> (OC, N*OH*OW).
 Its input gradient is that product transposed followed by col2im, which
 sums each column entry back onto the pixel it came from.
 
@@ -33,10 +34,16 @@ def conv_transpose_output_size(size, kernel, stride, padding, output_padding):
     return (size - 1) * stride - 2 * padding + kernel + output_padding
 
 
-def _weight_gradient(a, b):
-    """sum_n a[n] @ b[n]^T for a (N, P, L), b (N, Q, L) -> (P, Q): one GEMM over N*L."""
-    xp = backend.array_module(a)
-    return xp.tensordot(a, b, axes=([0, 2], [0, 2]))
+def _channels_first(a):
+    """(N, C, H, W) -> (C, N*H*W), contiguous: the layout the GEMMs and columns share."""
+    n, c = a.shape[:2]
+    return backend.array_module(a).ascontiguousarray(a.transpose(1, 0, 2, 3)).reshape(c, -1)
+
+
+def _batch_first(a, n, h, w):
+    """(C, N*H*W) -> (N, C, H, W), contiguous."""
+    c = a.shape[0]
+    return backend.array_module(a).ascontiguousarray(a.reshape(c, n, h, w).transpose(1, 0, 2, 3))
 
 
 class Conv2d(Function):
@@ -50,29 +57,28 @@ class Conv2d(Function):
         oh, ow = conv_output_size(h, kh, sh, ph), conv_output_size(wd, kw, sw, pw)
         if oh < 1 or ow < 1:
             raise ValueError(f"conv2d: a {kh}x{kw} kernel does not fit a {h}x{wd} input with padding {ph},{pw}.")
-        k = backend.kernels_for(x)
-        cols = k.im2col(x, kh, kw, sh, sw, ph, pw, oh, ow)  # (N, C*KH*KW, OH*OW)
-        y = w.reshape(oc, -1) @ cols  # (N, OC, OH*OW)
+        cols = backend.kernels_for(x).im2col(x, kh, kw, sh, sw, ph, pw, oh, ow)  # (C*KH*KW, N*OH*OW)
+        y = _batch_first(w.reshape(oc, -1) @ cols, n, oh, ow)  # (N, OC, OH, OW)
         if b is not None:
-            y += b.reshape(1, oc, 1)
+            y += b.reshape(1, oc, 1, 1)
         ctx.save(cols, w)
-        ctx.geometry = (c, h, wd, kh, kw, sh, sw, ph, pw, oh, ow)
-        return y.reshape(n, oc, oh, ow)
+        ctx.geometry = (n, c, h, wd, kh, kw, sh, sw, ph, pw, oh, ow)
+        return y
 
     @staticmethod
     def backward(ctx, g):
         cols, w = ctx.saved
-        c, h, wd, kh, kw, sh, sw, ph, pw, oh, ow = ctx.geometry
-        n, oc = g.shape[:2]
-        g = g.reshape(n, oc, oh * ow)
+        n, c, h, wd, kh, kw, sh, sw, ph, pw, oh, ow = ctx.geometry
+        oc = w.shape[0]
+        g_cf = _channels_first(g)  # (OC, N*OH*OW)
         gx = gw = gb = None
         if ctx.needs_grad[0]:
-            gcols = w.reshape(oc, -1).T @ g  # (N, C*KH*KW, OH*OW)
-            gx = backend.kernels_for(g).col2im(gcols, c, h, wd, kh, kw, sh, sw, ph, pw, oh, ow)
+            gcols = w.reshape(oc, -1).T @ g_cf  # (C*KH*KW, N*OH*OW)
+            gx = backend.kernels_for(g).col2im(gcols, n, c, h, wd, kh, kw, sh, sw, ph, pw, oh, ow)
         if ctx.needs_grad[1]:
-            gw = _weight_gradient(g, cols).reshape(w.shape)
+            gw = (g_cf @ cols.T).reshape(w.shape)
         if len(ctx.needs_grad) > 2 and ctx.needs_grad[2]:
-            gb = g.sum(axis=(0, 2))
+            gb = g_cf.sum(axis=1)
         return gx, gw, gb
 
 
@@ -88,26 +94,26 @@ class ConvTranspose2d(Function):
             raise ValueError(f"conv_transpose2d: input has {c} channels but the weight expects {c_w}.")
         oh = conv_transpose_output_size(h, kh, sh, ph, oph)
         ow = conv_transpose_output_size(wd, kw, sw, pw, opw)
-        wm = w.reshape(c, -1)  # (C, OC*KH*KW)
-        cols = wm.T @ x.reshape(n, c, h * wd)  # (N, OC*KH*KW, H*W)
-        y = backend.kernels_for(x).col2im(cols, oc, oh, ow, kh, kw, sh, sw, ph, pw, h, wd)
+        x_cf = _channels_first(x)  # (C, N*H*W)
+        cols = w.reshape(c, -1).T @ x_cf  # (OC*KH*KW, N*H*W)
+        y = backend.kernels_for(x).col2im(cols, n, oc, oh, ow, kh, kw, sh, sw, ph, pw, h, wd)
         if b is not None:
             y += b.reshape(1, oc, 1, 1)
-        ctx.save(x, w)
-        ctx.geometry = (kh, kw, sh, sw, ph, pw, h, wd)
+        ctx.save(x_cf, w)
+        ctx.geometry = (n, h, wd, kh, kw, sh, sw, ph, pw)
         return y
 
     @staticmethod
     def backward(ctx, g):
-        x, w = ctx.saved
-        kh, kw, sh, sw, ph, pw, h, wd = ctx.geometry
-        n, c = x.shape[:2]
-        gcols = backend.kernels_for(g).im2col(g, kh, kw, sh, sw, ph, pw, h, wd)  # (N, OC*KH*KW, H*W)
+        x_cf, w = ctx.saved
+        n, h, wd, kh, kw, sh, sw, ph, pw = ctx.geometry
+        c = w.shape[0]
+        gcols = backend.kernels_for(g).im2col(g, kh, kw, sh, sw, ph, pw, h, wd)  # (OC*KH*KW, N*H*W)
         gx = gw = gb = None
         if ctx.needs_grad[0]:
-            gx = (w.reshape(c, -1) @ gcols).reshape(x.shape)
+            gx = _batch_first(w.reshape(c, -1) @ gcols, n, h, wd)
         if ctx.needs_grad[1]:
-            gw = _weight_gradient(x.reshape(n, c, h * wd), gcols).reshape(w.shape)
+            gw = (x_cf @ gcols.T).reshape(w.shape)
         if len(ctx.needs_grad) > 2 and ctx.needs_grad[2]:
             gb = g.sum(axis=(0, 2, 3))
         return gx, gw, gb
