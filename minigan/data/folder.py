@@ -12,7 +12,8 @@ steps for one file, in order:
    decompression-bomb warning is turned into an error.
 3. ``Image.draft`` lets the JPEG decoder scale down by 1/2, 1/4 or 1/8 while
    decoding, so a 40-megapixel photo costs about as much as a small one.
-4. ``ImageOps.exif_transpose`` applies the camera's orientation tag.
+4. ``ImageOps.exif_transpose`` applies the camera's orientation tag (a
+   broken EXIF block is ignored, not fatal).
 5. Colour: alpha (RGBA, LA, palette or colour-key transparency) is composited
    onto ``background``; grayscale, palette and CMYK become RGB; 16-bit and
    float images are scaled to 8 bits (not clipped).
@@ -34,6 +35,7 @@ import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
+import PIL
 from PIL import Image, ImageOps
 
 from minigan.imageio import _atomic_save
@@ -127,19 +129,18 @@ def load_folder(path, size: int, background=(255, 255, 255), fit: str = "crop",
         if cache_path is not None and len(data.images):
             _write_cache(cache_path, data)
 
-    # Paths are stored relative to the folder (so a cache survives a moved
-    # folder) and shown joined to the folder the caller named.
+    # Paths are kept relative to the folder (so a cache survives a moved
+    # folder) until here, and returned joined to the folder the caller named.
+    total, some = len(files) + len(unlisted), _name_some(data.skipped)
     data.paths = [os.path.join(root, rel) for rel in data.paths]
     data.skipped = [(os.path.join(root, rel), why) for rel, why in data.skipped]
-    total = len(files) + len(unlisted)
     if not len(data.images):
-        raise DataError(f"no readable images among the {total} files in {root!r} "
-                        f"({_name_some(data.skipped)}): put PNG or JPEG files there, "
-                        f"or point --data at another folder.")
+        raise DataError(f"no readable images among the {total} files in {root!r} ({some}): "
+                        f"put PNG or JPEG files there, or point --data at another folder.")
     if data.skipped:
         warnings.warn(f"skipped {len(data.skipped)} of {total} files in {root!r} that are "
-                      f"not readable images ({_name_some(data.skipped)}); "
-                      f"ImageSet.skipped says why.", DataWarning, stacklevel=2)
+                      f"not readable images ({some}); ImageSet.skipped says why.",
+                      DataWarning, stacklevel=2)
     return data
 
 
@@ -156,8 +157,8 @@ def _check_options(size, background, fit):
 
 
 def _name_some(skipped) -> str:
-    """'a.txt, b.png, ...' -- the base names of the first few skipped files."""
-    names = [os.path.basename(p.rstrip(os.sep)) or p for p, _ in skipped[:_NAMES_IN_MESSAGES]]
+    """'a.txt, sub/b.png, ...' -- the first few skipped (relative) paths."""
+    names = [rel for rel, _ in skipped[:_NAMES_IN_MESSAGES]]
     return ", ".join(names) + (", ..." if len(skipped) > _NAMES_IN_MESSAGES else "")
 
 
@@ -169,41 +170,43 @@ def _walk(root: str):
     """List the files under ``root``: (sorted relative paths, [(rel_dir, reason)]).
 
     Hidden entries (names starting with '.') are ignored. Symlinked folders are
-    followed once: each folder's real path is remembered, so a link back to an
-    ancestor (a loop) or to a folder already walked is not entered again.
+    followed once: each folder's identity (device, inode) is remembered, so a
+    link back to an ancestor (a loop) or to a folder already walked is not
+    entered again. The walk keeps its own stack, so no nesting depth can
+    overflow Python's.
     Folders that cannot be listed are returned with the reason.
     """
     files: list[str] = []
     unlisted: list[tuple[str, str]] = []
-    visited: set[str] = set()
-
-    def visit(rel_dir: str) -> None:
+    st = os.stat(root)
+    visited: set[tuple[int, int]] = {(st.st_dev, st.st_ino)}
+    stack = [""]                             # relative folders still to list
+    while stack:
+        rel_dir = stack.pop()
         full = os.path.join(root, rel_dir) if rel_dir else root
-        real = os.path.realpath(full)
-        if real in visited:
-            return
-        visited.add(real)
         try:
             with os.scandir(full) as it:
-                entries = sorted(it, key=lambda e: e.name)
+                # Sorted, so which of two links to one folder wins is deterministic.
+                entries = sorted((e for e in it if not e.name.startswith(".")),
+                                 key=lambda e: e.name)
         except OSError as exc:
             unlisted.append((rel_dir, f"folder cannot be listed ({_describe(exc)})"))
-            return
+            continue
         for entry in entries:
-            if entry.name.startswith("."):
-                continue
             rel = os.path.join(rel_dir, entry.name) if rel_dir else entry.name
             try:
                 is_dir = entry.is_dir(follow_symlinks=True)
-            except OSError:          # e.g. a symlink loop between two links
+                if is_dir:
+                    st = entry.stat(follow_symlinks=True)
+                    if (st.st_dev, st.st_ino) in visited:
+                        continue             # a loop, or a second link to one folder
+                    visited.add((st.st_dev, st.st_ino))
+            except OSError:                  # e.g. a symlink loop between two links
                 is_dir = False
-            if is_dir:
-                visit(rel)
-            else:
-                files.append(rel)    # not-regular files are reported by the loader
-
-    visit("")
-    return files, unlisted
+            # Anything that is not a folder goes to the loader, which reports
+            # FIFOs, devices and broken links as skipped.
+            (stack if is_dir else files).append(rel)
+    return sorted(files), sorted(unlisted)
 
 
 # --------------------------------------------------------------------------- #
@@ -240,8 +243,8 @@ def _describe(exc: Exception) -> str:
         return "not an image format Pillow can read"
     if isinstance(exc, PermissionError):
         return "permission denied"
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror.lower()
+    if isinstance(exc, OSError):
+        return exc.strerror.lower() if exc.strerror else f"truncated or corrupt ({exc})"
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
@@ -264,9 +267,18 @@ def _load_image(path: str, size: int, background, fit: str) -> np.ndarray:
                         f"{MAX_PIXELS // 2**20} megapixels)")
         # JPEG only: decode at 1/2..1/8 scale when the image is >= 2x the target.
         im.draft(None, _draft_size(w, h, size, fit))
-        im = ImageOps.exif_transpose(im)    # decodes; errors from truncation surface here
-        rgb = _to_rgb(im, background)
+        im.load()                            # decode now: truncation errors surface here
+        rgb = _to_rgb(_apply_orientation(im), background)
     return np.asarray(_to_square(rgb, size, background, fit), dtype=np.uint8)
+
+
+def _apply_orientation(im: Image.Image) -> Image.Image:
+    """Rotate/flip as the EXIF orientation tag says; a broken EXIF block is ignored
+    (the pixels decoded fine, so the image is still worth having)."""
+    try:
+        return ImageOps.exif_transpose(im)
+    except Exception:
+        return im
 
 
 def _draft_size(w: int, h: int, size: int, fit: str) -> tuple[int, int]:
@@ -363,7 +375,7 @@ def _cache_key(root, files, unlisted, size, background, fit) -> str:
                 listing.append([rel, -1, -1])
                 continue
         listing.append([rel, st.st_size, st.st_mtime_ns])
-    blob = json.dumps({"version": _CACHE_VERSION, "files": listing,
+    blob = json.dumps({"version": _CACHE_VERSION, "pillow": PIL.__version__, "files": listing,
                        "unlisted": [rel for rel, _ in unlisted], "size": size,
                        "background": list(background), "fit": fit}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:20]

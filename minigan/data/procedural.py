@@ -45,7 +45,6 @@ class Face:
 
     draw: ImageDraw.ImageDraw
     rng: np.random.Generator
-    s: float                        # canvas side
     cx: float                       # head centre
     cy: float
     rx: float                       # head half-width, half-height
@@ -53,6 +52,7 @@ class Face:
     n: float                        # superellipse exponent: 2 = ellipse, 4+ = rounded square
     skin: tuple
     hair: tuple
+    iris: tuple                     # for eye_iris
     line: float                     # stroke width for features
 
     def outline(self, t0: float, t1: float, scale: float = 1.0, k: int = 64) -> list:
@@ -84,17 +84,19 @@ def _pastel(rng) -> tuple:
 # over the top to the other, closed by a hairline curve across the forehead.
 # --------------------------------------------------------------------------- #
 
-def _cap(f: Face, hairline, drop: float, outer=None) -> None:
-    """Fill the hair cap; ``hairline(u)`` gives y for u in [0, 1] left to right."""
+def _cap(f: Face, hairline, drop: float = 0.0, outer=None) -> None:
+    """Fill the hair cap; ``hairline(u)`` gives y for u in [0, 1] left to right.
+
+    drop: how far (radians below horizontal) the cap reaches down the sides
+    outer: the cap's outer edge, when not the head outline (spikes)
+    """
     top = outer if outer is not None else f.outline(np.pi - drop, 2 * np.pi + drop, 1.07)
-    (xl, _), (xr, _) = top[0], top[-1]
-    u = np.linspace(1.0, 0.0, 48)
-    x0, x1 = xl + 0.10 * f.rx, xr - 0.10 * f.rx
-    line = [(x0 + (x1 - x0) * ui, hairline(ui)) for ui in u]
-    f.draw.polygon(top + [(xr, top[-1][1])] + line + [(xl, top[0][1])], fill=f.hair)
+    x0, x1 = top[0][0] + 0.10 * f.rx, top[-1][0] - 0.10 * f.rx   # hairline ends, inset
+    line = [(x0 + (x1 - x0) * u, hairline(u)) for u in np.linspace(1.0, 0.0, 48)]
+    f.draw.polygon(top + line, fill=f.hair)
 
 
-def _sideburn_curve(f: Face, y_front: float, y_side: float, power: float):
+def _hairline(y_front: float, y_side: float, power: float):
     """Hairline flat at y_front across the forehead, dropping to y_side at the sides."""
     return lambda u: y_front + (y_side - y_front) * abs(2 * u - 1) ** power
 
@@ -106,14 +108,14 @@ def hair_none(f: Face) -> None:
 def hair_bowl(f: Face) -> None:
     drop = f.rng.uniform(0.1, 0.45)
     y_front = f.cy - f.ry * f.rng.uniform(0.25, 0.45)
-    _cap(f, _sideburn_curve(f, y_front, f.cy + f.ry * np.sin(drop), 6.0), drop)
+    _cap(f, _hairline(y_front, f.cy + f.ry * np.sin(drop), 6.0), drop)
 
 
 def hair_fringe(f: Face) -> None:
     """Scalloped bangs."""
     drop = f.rng.uniform(0.0, 0.3)
     y_front = f.cy - f.ry * f.rng.uniform(0.25, 0.4)
-    base = _sideburn_curve(f, y_front, f.cy + f.ry * np.sin(drop), 4.0)
+    base = _hairline(y_front, f.cy + f.ry * np.sin(drop), 4.0)
     k, amp = int(f.rng.integers(4, 8)), f.ry * 0.08
     _cap(f, lambda u: base(u) + amp * abs(np.sin(k * np.pi * u)), drop)
 
@@ -139,7 +141,7 @@ def hair_spiky(f: Face) -> None:
     r = np.where(np.arange(2 * k + 1) % 2 == 1, f.rng.uniform(1.25, 1.4), 1.05)
     outer = [f.outline(ti, ti, ri, k=1)[0] for ti, ri in zip(t, r)]
     y_front = f.cy - f.ry * f.rng.uniform(0.3, 0.45)
-    _cap(f, _sideburn_curve(f, y_front, f.cy, 5.0), 0.1, outer=outer)
+    _cap(f, _hairline(y_front, f.cy, 5.0), outer=outer)
 
 
 def hair_curly(f: Face) -> None:
@@ -149,7 +151,7 @@ def hair_curly(f: Face) -> None:
     for x, y in f.outline(np.pi + 0.35, 2 * np.pi - 0.35, 1.0, k=k):
         _ellipse(f.draw, x, y, r, r, fill=f.hair)
     y_front = f.cy - f.ry * f.rng.uniform(0.35, 0.5)
-    _cap(f, _sideburn_curve(f, y_front, f.cy - 0.1 * f.ry, 4.0), 0.0)
+    _cap(f, _hairline(y_front, f.cy - 0.1 * f.ry, 4.0), 0.0)
 
 
 def hair_bun(f: Face) -> None:
@@ -198,10 +200,10 @@ def eye_pupil(f: Face, x, y, r, gaze) -> None:
     _highlight(f, px, py, 0.5 * r)
 
 
-def eye_iris(f: Face, x, y, r, gaze, iris=None) -> None:
+def eye_iris(f: Face, x, y, r, gaze) -> None:
     """Big anime eye: dark rim, coloured iris, two highlights."""
     _ellipse(f.draw, x, y, 0.85 * r, 1.25 * r, fill=INK)
-    _ellipse(f.draw, x, y + 0.2 * r, 0.6 * r, 0.85 * r, fill=iris or IRIS_COLOURS[0])
+    _ellipse(f.draw, x, y + 0.2 * r, 0.6 * r, 0.85 * r, fill=f.iris)
     _highlight(f, x, y, 0.95 * r)
     _ellipse(f.draw, x + 0.3 * r, y + 0.55 * r, 0.12 * r, 0.12 * r, fill=(255, 255, 255))
 
@@ -232,20 +234,15 @@ def draw_eyes(f: Face) -> tuple[float, float, float]:
     gaze = (rng.uniform(-1, 1), rng.uniform(-0.6, 0.6))
     kind = rng.random()
     if kind < 0.72:
-        style = OPEN_EYES[rng.integers(len(OPEN_EYES))]
-        left = right = style
+        left = right = OPEN_EYES[rng.integers(len(OPEN_EYES))]
     elif kind < 0.86:
         left = right = CLOSED_EYES[rng.integers(len(CLOSED_EYES))]
     else:                                   # wink
         left, right = OPEN_EYES[rng.integers(2)], eye_happy
         if rng.random() < 0.5:
             left, right = right, left
-    iris = IRIS_COLOURS[rng.integers(len(IRIS_COLOURS))]
-    for style, x in ((left, f.cx - dx), (right, f.cx + dx)):
-        if style is eye_iris:
-            eye_iris(f, x, y, r, gaze, iris)
-        else:
-            style(f, x, y, r, gaze)
+    left(f, f.cx - dx, y, r, gaze)
+    right(f, f.cx + dx, y, r, gaze)
     return dx, y, r
 
 
@@ -313,6 +310,7 @@ def mouth_cat(f: Face, x, y, w) -> None:
                    width=int(f.line))
 
 
+# mouth_smile is listed twice: smiles are twice as likely as the others.
 MOUTHS = (mouth_smile, mouth_smile, mouth_open, mouth_flat, mouth_frown, mouth_tongue, mouth_o,
           mouth_cat)
 
@@ -360,10 +358,12 @@ def _draw_face(rng: np.random.Generator, side: int) -> Image.Image:
     skin = (SKIN_TONES[rng.integers(len(SKIN_TONES))] if rng.random() < 0.7
             else FUN_FACES[rng.integers(len(FUN_FACES))])
     rx = side * rng.uniform(0.27, 0.33)
-    f = Face(draw=ImageDraw.Draw(img), rng=rng, s=side,
-             cx=side * (0.5 + rng.uniform(-0.03, 0.03)), cy=side * (0.55 + rng.uniform(-0.03, 0.03)),
+    f = Face(draw=ImageDraw.Draw(img), rng=rng,
+             cx=side * (0.5 + rng.uniform(-0.03, 0.03)),
+             cy=side * (0.55 + rng.uniform(-0.03, 0.03)),
              rx=rx, ry=rx * rng.uniform(0.95, 1.15), n=float(rng.choice([2.0, 2.0, 2.5, 3.2, 4.0])),
-             skin=skin, hair=HAIR_COLOURS[rng.integers(len(HAIR_COLOURS))], line=side * 0.022)
+             skin=skin, hair=HAIR_COLOURS[rng.integers(len(HAIR_COLOURS))],
+             iris=IRIS_COLOURS[rng.integers(len(IRIS_COLOURS))], line=side * 0.022)
 
     front = HAIR_FRONT[rng.integers(len(HAIR_FRONT))]
     if front in (hair_side_part, hair_fringe) and rng.random() < 0.45:

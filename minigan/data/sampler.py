@@ -68,14 +68,14 @@ class BatchSampler:
         take = []
         need = self.batch_size
         while need:
-            if self._pos == n:                        # epoch done: reshuffle
-                self._perm = self.rng.permutation(n)
-                self._pos = 0
-                self.epoch += 1
             k = min(need, n - self._pos)
             take.append(self._perm[self._pos:self._pos + k])
             self._pos += k
             need -= k
+            if self._pos == n:                        # epoch done: reshuffle
+                self._perm = self.rng.permutation(n)
+                self._pos = 0
+                self.epoch += 1
         return np.concatenate(take)
 
     def next_batch(self):
