@@ -1,0 +1,1 @@
+"""CUDA C sources of minigan's kernels, shipped as package data (read by minigan.backend.cuda)."""
