@@ -1,4 +1,4 @@
-"""Adam (Kingma & Ba 2015), by hand, one kernel-contract call per parameter.
+"""Adam (Kingma & Ba 2015), by hand: one kernel-contract call updates every parameter.
 
     g <- g + weight_decay * p                     (L2, as torch.optim.Adam)
     m <- b1 m + (1 - b1) g;   v <- b2 v + (1 - b2) g^2
@@ -26,11 +26,14 @@ class Adam:
     def step(self):
         self.step_count += 1
         b1, b2 = self.betas
-        for p, m, v in zip(self.params, self.m, self.v):
-            if p.grad is None:
-                continue
-            backend.kernels_for(p.data).adam_step(p.data, p.grad, m, v, self.lr, b1, b2, self.eps,
-                                                  self.weight_decay, self.step_count)
+        live = [(p, m, v) for p, m, v in zip(self.params, self.m, self.v) if p.grad is not None]
+        if not live:
+            return
+        params, ms, vs = zip(*live)
+        # one call for every parameter: a single fused launch on the GPU
+        backend.kernels_for(params[0].data).adam_step_multi(
+            [p.data for p in params], [p.grad for p in params], list(ms), list(vs), self.lr, b1, b2, self.eps,
+            self.weight_decay, self.step_count)
 
     def to(self, device: str):
         self.m = [backend.to_device(a, device) for a in self.m]
