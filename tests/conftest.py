@@ -1,4 +1,8 @@
 """Shared fixtures: the device parametrization (cuda skipped where no GPU is present)."""
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads libgomp: its idle threads must not spin
+
 import numpy as np
 import pytest
 

@@ -59,8 +59,8 @@ class SpectralNorm(Module):
     def sigma(self):
         """u^T W v as a Tensor, differentiable with respect to W only."""
         w = self._matrix(self.weight_orig)
-        wv = F.matmul(w, Tensor(self.v.reshape(-1, 1)))
-        return F.sum(wv * Tensor(self.u.reshape(-1, 1)))
+        wv = F.matmul(w, Tensor(self.v.copy().reshape(-1, 1)))
+        return F.sum(wv * Tensor(self.u.copy().reshape(-1, 1)))
 
     def normalized_weight(self):
         if self.training:
