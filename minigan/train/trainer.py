@@ -14,7 +14,8 @@ Losses by model family:
 
 DiffAugment (when on) transforms every image D sees, real and fake, in both
 steps; instance noise (when on) is added after it. G's exponential moving
-average is updated after every G step and is what samples are drawn from.
+average (decay min(ema, (1 + t) / (10 + t)) at step t, so it warms up) is
+updated after every G step and is what samples are drawn from.
 
 Every random draw comes from generators whose states are checkpointed, so a
 resumed run continues exactly as an uninterrupted one would (bit for bit on
@@ -203,7 +204,10 @@ class Trainer:
         if self.step_count <= self.config.ema_start:
             self.G_ema.copy_from(self.G)
             return
-        decay = self.config.ema_decay
+        # warm-up (as TensorFlow's ExponentialMovingAverage with num_updates): early on the
+        # average follows G closely, so it is not dragged towards the random initialisation
+        t = self.step_count - self.config.ema_start
+        decay = min(self.config.ema_decay, (1.0 + t) / (10.0 + t))
         for (_, pe), (_, p) in zip(self.G_ema.named_parameters(), self.G.named_parameters()):
             pe.data *= decay
             pe.data += (1.0 - decay) * p.data
