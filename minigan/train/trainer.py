@@ -23,6 +23,7 @@ the CPU).
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import warnings
@@ -42,6 +43,20 @@ from minigan.train.config import ConfigError, TrainConfig
 
 class TrainingDiverged(RuntimeError):
     """Losses stayed non-finite after every allowed rollback."""
+
+
+@contextlib.contextmanager
+def _frozen(module):
+    """Parameters of ``module`` need no gradient inside the block (gradients still flow through it)."""
+    params = module.parameters()
+    flags = [p.requires_grad for p in params]
+    for p in params:
+        p.requires_grad = False
+    try:
+        yield
+    finally:
+        for p, flag in zip(params, flags):
+            p.requires_grad = flag
 
 
 def _logsumexp(x, axis=1):
@@ -184,8 +199,9 @@ class Trainer:
             self.opt_d.step()
             stats.update(extra)
         self.opt_g.zero_grad()
-        loss_g, extra = self._g_loss(real)
-        loss_g.backward()
+        with _frozen(self.D):  # D's weight gradients would be computed and thrown away
+            loss_g, extra = self._g_loss(real)
+            loss_g.backward()
         self.opt_g.step()
         stats.update(extra)
         self.step_count += 1
