@@ -16,7 +16,6 @@ import io
 import json
 import os
 import tempfile
-import zipfile
 
 import numpy as np
 
@@ -48,10 +47,12 @@ def save(path, arrays: dict[str, np.ndarray], meta: dict) -> None:
                               "choose an output folder you can write to, with free space.") from exc
     try:
         with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), 0o666 & ~_umask())  # mkstemp makes 0600; a checkpoint is an ordinary file
             np.savez(f, **payload)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        _fsync_folder(folder)  # make the rename itself survive a power cut
     except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -59,6 +60,25 @@ def save(path, arrays: dict[str, np.ndarray], meta: dict) -> None:
             raise CheckpointError(f"could not save the checkpoint '{path}' ({exc.strerror}); the previous "
                                   "checkpoint is intact: free some disk space or choose another --out.") from exc
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _fsync_folder(folder: str) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return  # not supported here (e.g. Windows): the rename is still atomic
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def load(path) -> tuple[dict[str, np.ndarray], dict]:
@@ -74,7 +94,10 @@ def load(path) -> tuple[dict[str, np.ndarray], dict]:
             blob = f.read()
         with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
             arrays = {name: npz[name] for name in npz.files}
-    except (ValueError, OSError, zipfile.BadZipFile, EOFError, KeyError, zipfile.LargeZipFile) as exc:
+    except Exception as exc:
+        # Anything zipfile or NumPy raise on these bytes means the same thing: garbled headers raise
+        # NotImplementedError ("zip file version") or RuntimeError ("encrypted"), an array header
+        # declaring an absurd shape raises MemoryError.
         raise CheckpointError(f"'{path}' is not a readable minigan checkpoint (it is truncated, corrupted or "
                               f"another kind of file: {type(exc).__name__}); use another checkpoint or "
                               "retrain.") from exc
@@ -83,10 +106,13 @@ def load(path) -> tuple[dict[str, np.ndarray], dict]:
                               "written by `minigan train`.")
     try:
         meta = json.loads(arrays.pop(_META).tobytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # bad UTF-8 or JSON, or JSON nested too deep
         raise CheckpointError(f"the metadata in '{path}' is garbled; use another checkpoint or retrain.") from exc
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise CheckpointError(f"'{path}' is not a minigan checkpoint; use a checkpoint written by `minigan train`.")
+    if not isinstance(meta.get("version", 0), int):
+        raise CheckpointError(f"'{path}' is not a minigan checkpoint (its format version is garbled); use a "
+                              "checkpoint written by `minigan train`.")
     if meta.get("version", 0) > VERSION:
         raise CheckpointError(f"'{path}' was written by a newer minigan (format {meta.get('version')}); "
                               "upgrade minigan to load it.")

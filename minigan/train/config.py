@@ -13,6 +13,13 @@ RECIPES = ("small-data", "seed")
 MODEL_NAMES = ("sagan", "dcgan", "dcgan128", "began")
 
 
+_INTS = ("image_size", "iters", "seed", "ema_start", "d_steps", "noise_anneal", "sample_every",
+         "checkpoint_every", "eval_every", "eval_n", "n_samples", "max_retries")
+_OPTIONAL_INTS = ("z_dim", "width", "batch")
+_FLOATS = ("instance_noise", "began_gamma", "began_lambda_k")
+_OPTIONAL_FLOATS = ("lr_d", "lr_g", "ema")
+
+
 class ConfigError(ValueError):
     """An option that cannot work; the message says which and what to use."""
 
@@ -62,6 +69,13 @@ class TrainConfig:
     extra: dict = field(default_factory=dict)
 
     def validate(self) -> "TrainConfig":
+        for name in _INTS + _OPTIONAL_INTS + _FLOATS + _OPTIONAL_FLOATS:
+            value = getattr(self, name)
+            if value is None and name in _OPTIONAL_INTS + _OPTIONAL_FLOATS:
+                continue
+            numeric = (int,) if name in _INTS + _OPTIONAL_INTS else (int, float)
+            if isinstance(value, bool) or not isinstance(value, numeric):
+                raise ConfigError(f"option {name!r} must be a number, not {value!r}.")
         if self.model not in MODEL_NAMES:
             raise ConfigError(f"unknown model {self.model!r}: choose one of {', '.join(MODEL_NAMES)}.")
         if self.recipe not in RECIPES:
@@ -70,6 +84,8 @@ class TrainConfig:
             raise ConfigError(f"image size {self.image_size} is not supported: use 32, 64 or 128.")
         if self.iters < 0 or (self.batch is not None and self.batch < 1) or self.d_steps < 1:
             raise ConfigError("--iters must be >= 0, and --batch and --d-steps >= 1.")
+        if self.sample_every < 1 or self.checkpoint_every < 1 or self.eval_every < 0:
+            raise ConfigError("--sample-every and --checkpoint-every must be >= 1, and --eval-every >= 0.")
         if self.fit not in ("crop", "pad"):
             raise ConfigError(f"--fit must be 'crop' or 'pad', not {self.fit!r}.")
         if self.model == "began" and (self.feature_matching or self.minibatch_discrimination or self.semi_supervised):

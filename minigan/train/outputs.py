@@ -22,36 +22,60 @@ from minigan.imageio import make_grid, save_png, to_uint8
 
 
 class CsvLog:
-    """Append-only CSV whose columns grow as new keys appear; survives resume."""
+    """A CSV log written as it goes: one line appended per row (no rewrite of the
+    whole file per save), rewritten only when a new column appears (the first
+    eval row, say) or when a resume or rollback cuts it back to a step."""
 
     def __init__(self, path: str):
         self.path = path
-        self.rows: list[dict] = []
+        self.columns: list[str] = []
+        self._file = None
         if os.path.exists(path):
             with open(path, newline="") as f:
-                self.rows = [dict(r) for r in csv.DictReader(f)]
+                self.columns = list(csv.DictReader(f).fieldnames or [])
+
+    @property
+    def rows(self) -> list[dict]:
+        self.flush()
+        if not os.path.exists(self.path):
+            return []
+        with open(self.path, newline="") as f:
+            return [dict(r) for r in csv.DictReader(f)]
+
+    def _rewrite(self, rows: list[dict]) -> None:
+        self.close()
+        tmp = self.path + ".tmp"
+        with open(tmp, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=self.columns or ["step"])
+            w.writeheader()
+            w.writerows(rows)
+        os.replace(tmp, self.path)
 
     def truncate_after(self, step: int) -> None:
         """Forget rows past ``step`` (written after the checkpoint a resume starts from)."""
-        kept = [r for r in self.rows if int(float(r["step"])) <= step]
-        if len(kept) != len(self.rows):
-            self.rows = kept
-            self.flush()
+        rows = self.rows
+        kept = [r for r in rows if int(float(r["step"])) <= step]
+        if len(kept) != len(rows):
+            self._rewrite(kept)
 
     def append(self, row: dict) -> None:
-        self.rows.append({k: v for k, v in row.items()})
-        self._pending = True
+        new = [k for k in row if k not in self.columns]
+        if new:
+            rows = self.rows
+            self.columns += new
+            self._rewrite(rows)
+        if self._file is None:
+            self._file = open(self.path, "a", newline="")
+        csv.DictWriter(self._file, fieldnames=self.columns).writerow(row)
 
     def flush(self) -> None:
-        columns = []
-        for r in self.rows:
-            columns += [k for k in r if k not in columns]
-        tmp = self.path + ".tmp"
-        with open(tmp, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=columns or ["step"])
-            w.writeheader()
-            w.writerows(self.rows)
-        os.replace(tmp, self.path)
+        if self._file is not None:
+            self._file.flush()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
 
     def column(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         pairs = [(float(r["step"]), float(r[name])) for r in self.rows if r.get(name) not in (None, "")]

@@ -5,8 +5,13 @@
   stopped (the log is cut back to the checkpoint's step).
 * Ctrl-C / SIGTERM finish the current step, save a checkpoint and stop
   (a second Ctrl-C stops at once, still never tearing a checkpoint).
-* Non-finite losses roll the run back to the last checkpoint and retry with
-  fresh randomness; after ``max_retries`` in a row it stops with one clear error.
+* Non-finite losses or weights roll the run back to the last checkpoint and
+  retry with fresh randomness; after ``max_retries`` in a row it stops with one
+  clear error. Weights are checked every step, not just losses: a NaN weight
+  can leave the losses finite (a ReLU maps NaN to 0) while it spreads through
+  G, its moving average and the next checkpoint.
+* A write that fails (disk full, folder gone) is one RunError/CheckpointError;
+  the last checkpoint is never damaged.
 """
 from __future__ import annotations
 
@@ -19,7 +24,8 @@ import warnings
 
 import numpy as np
 
-from minigan import checkpoint
+from minigan import backend, checkpoint
+from minigan.data import DataError
 from minigan.train import outputs
 from minigan.train.config import ConfigError, TrainConfig
 from minigan.train.trainer import Trainer, TrainingDiverged
@@ -43,6 +49,18 @@ def _check_writable(out: str) -> None:
     except OSError as exc:
         raise RunError(f"cannot write to the output folder '{out}' ({exc.strerror}): "
                        "choose another --out.") from exc
+
+
+def _remove_stale_temporaries(out: str) -> None:
+    """Delete checkpoint temporaries left by a process killed while saving (each one is model-sized)."""
+    try:
+        names = os.listdir(out)
+    except OSError:
+        return
+    for name in names:
+        if name.startswith(".tmp-ckpt-") and name.endswith(".npz"):
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(out, name))
 
 
 @contextlib.contextmanager
@@ -81,23 +99,40 @@ def prepare(config: TrainConfig, resume: bool = False) -> tuple[Trainer, bool]:
         raise RunError(f"'{out}' already holds a run (checkpoint.npz): pass --resume to continue it, "
                        "or choose another --out.")
     _check_writable(out)
+    _remove_stale_temporaries(out)
     if resume and os.path.exists(ckpt):
         arrays, meta = checkpoint.load(ckpt)
-        saved = TrainConfig.from_dict(meta["config"])
+        saved = Trainer.config_from_checkpoint(meta, ckpt)
         if saved.model != config.model:
             raise RunError(f"'{out}' holds a {saved.model} run, not {config.model}: resume it with "
                            f"--model {saved.model}, or choose another --out.")
         for key in ("iters", "device", "sample_every", "checkpoint_every", "eval_every"):
             setattr(saved, key, getattr(config, key))
+        if config.data is not None:  # the folder may have moved since; the sampler checks it is the same set
+            saved.data = config.data
         saved.out = out
         trainer = Trainer(saved)
-        trainer.load_state(arrays, meta, source=ckpt)
+        try:
+            trainer.load_state(arrays, meta, source=ckpt)
+        except ValueError as exc:  # e.g. the sampler's state is for another data set; the message says so
+            if isinstance(exc, checkpoint.CheckpointError):
+                raise
+            raise RunError(f"cannot resume from '{ckpt}': {exc}") from exc
         return trainer, True
     return Trainer(config), False
 
 
 def run(config: TrainConfig, resume: bool = False, progress: bool = True, log=print) -> Trainer:
     trainer, resumed = prepare(config, resume)
+    try:
+        return _run(trainer, resumed, progress, log)
+    except OSError as exc:  # a sample, log or figure that cannot be written (disk full, folder removed)
+        out = trainer.config.out
+        raise RunError(f"could not write to the output folder '{out}' ({exc.strerror or exc}); its last "
+                       "checkpoint is intact: free some disk space, then continue with --resume.") from exc
+
+
+def _run(trainer: Trainer, resumed: bool, progress: bool, log) -> Trainer:
     c = trainer.config
     out = c.out
     losses = outputs.CsvLog(os.path.join(out, "log.csv"))
@@ -113,14 +148,19 @@ def run(config: TrainConfig, resume: bool = False, progress: bool = True, log=pr
 
     bar = _progress_bar(c.iters, trainer.step_count, progress)
     retries = 0
+    last_saved = trainer.step_count  # a resumed run's checkpoint, or the step-0 one just written
     started = time.time()
     with _stop_requests() as stop:
         try:
             while trainer.step_count < c.iters and not stop["stop"]:
                 stats = trainer.step()
-                if not Trainer.losses_finite(stats):
+                problem = _divergence(trainer, stats)
+                if problem:
                     retries += 1
-                    _roll_back(trainer, retries, stats, log)
+                    _roll_back(trainer, retries, problem, log)
+                    # rows logged after the checkpoint belong to the abandoned attempt
+                    losses.truncate_after(trainer.step_count)
+                    metrics.truncate_after(trainer.step_count)
                     continue
                 stats["time"] = round(time.time() - started, 3)
                 losses.append(stats)
@@ -133,11 +173,12 @@ def run(config: TrainConfig, resume: bool = False, progress: bool = True, log=pr
                     _evaluate(trainer, metrics)
                 if step % c.checkpoint_every == 0:
                     _save(trainer, losses, metrics)
-                    retries = 0
+                    last_saved, retries = step, 0
         except KeyboardInterrupt:
             stop["stop"] = True  # a second Ctrl-C mid-step: the last checkpoint stays the resume point
             bar.close()
-            log(f"interrupted during step {trainer.step_count + 1}; resume from the last checkpoint with --resume")
+            log(f"interrupted after step {trainer.step_count}; continue from the last checkpoint "
+                f"(step {last_saved}) with --resume")
             raise
     bar.close()
     _save(trainer, losses, metrics)
@@ -151,24 +192,50 @@ def run(config: TrainConfig, resume: bool = False, progress: bool = True, log=pr
 
 def _save(trainer, losses, metrics):
     losses.flush()
-    if metrics.rows:
-        metrics.flush()
+    metrics.flush()
     trainer.save_checkpoint()
 
 
-def _roll_back(trainer: Trainer, retries: int, stats: dict, log) -> None:
+def _weights_finite(trainer: Trainer) -> bool:
+    """Whether every parameter and buffer of G and D is finite (G's moving average follows G).
+
+    One float64 sum per array and a single device sync: a NaN or inf anywhere makes the total non-finite.
+    """
+    sums = []
+    for module in (trainer.G, trainer.D):
+        for p in module.parameters():
+            sums.append(p.data.sum(dtype=np.float64))
+        for _, b in module.named_buffers():
+            if b.dtype.kind == "f":
+                sums.append(b.sum(dtype=np.float64))
+    if not sums:
+        return True
+    xp = backend.array_module(sums[0])
+    return bool(xp.isfinite(xp.stack(sums).sum()))
+
+
+def _divergence(trainer: Trainer, stats: dict) -> str:
+    """What went non-finite in the last step ('' when nothing did)."""
+    if not Trainer.losses_finite(stats):
+        return (f"non-finite loss at step {stats.get('step')} (loss_d={stats.get('loss_d')}, "
+                f"loss_g={stats.get('loss_g')})")
+    if not _weights_finite(trainer):
+        return f"non-finite weights after step {stats.get('step')} (the losses were finite)"
+    return ""
+
+
+def _roll_back(trainer: Trainer, retries: int, problem: str, log) -> None:
     c = trainer.config
     if retries > c.max_retries:
         raise TrainingDiverged(
-            f"the losses stayed non-finite after {c.max_retries} rollbacks (last: loss_d={stats.get('loss_d')}, "
-            f"loss_g={stats.get('loss_g')}): lower the learning rates (--lr-d/--lr-g) or use --recipe small-data.")
+            f"training diverged in '{c.out}': {problem}, still after {c.max_retries} rollbacks to its last "
+            "checkpoint; lower the learning rates (--lr-d/--lr-g) or use --recipe small-data.")
     path = os.path.join(c.out, "checkpoint.npz")
     arrays, meta = checkpoint.load(path)
     trainer.load_state(arrays, meta, source=path)
     # the same randomness would diverge the same way: draw a fresh stream for the retry
     trainer.rng = np.random.default_rng([c.seed, 1, trainer.step_count, retries])
-    warnings.warn(f"non-finite loss at step {stats['step']} (loss_d={stats.get('loss_d')}, loss_g="
-                  f"{stats.get('loss_g')}); rolled back to step {trainer.step_count} and retrying "
+    warnings.warn(f"{problem}; rolled back to step {trainer.step_count} and retrying "
                   f"({retries}/{c.max_retries})", TrainingWarning, stacklevel=2)
 
 

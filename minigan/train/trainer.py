@@ -280,8 +280,12 @@ class Trainer:
         checkpoint.save(path, arrays, meta)
         return path
 
-    def load_state(self, arrays: dict, meta: dict, source: str = "checkpoint"):
-        """Restore everything a checkpoint holds (model shapes are checked first)."""
+    def load_state(self, arrays: dict, meta: dict, source: str = "checkpoint", restore_sampler: bool = True):
+        """Restore everything a checkpoint holds (model shapes are checked first).
+
+        Every way the checkpoint can fail to fit is one CheckpointError naming ``source``.
+        ``restore_sampler=False`` leaves the data sampler alone (sampling without the data).
+        """
         from minigan.nn import StateDictError
 
         try:
@@ -294,14 +298,37 @@ class Trainer:
             self.opt_g.load_state_dict(checkpoint.split(arrays, "opt_g"))
         except (StateDictError, ValueError, KeyError) as exc:
             raise checkpoint.CheckpointError(
-                f"'{source}' does not fit this model ({exc}); resume with the same --model and options "
-                "it was trained with, or start a new --out folder.") from exc
-        self.fixed_z = arrays.get("fixed_z", self.fixed_z)
-        self.step_count = int(meta["step"])
-        self.k_t = float(meta.get("k_t", 0.0))
-        self.rng.bit_generator.state = meta["rng"]
-        random.set_state(meta["init_rng"])
-        self.sampler.load_state_dict(meta["sampler"])
+                f"'{source}' does not fit this model (the {self.config.model} its own config describes: {exc}); "
+                "it is damaged or was edited: use another checkpoint.") from exc
+        try:
+            self.fixed_z = arrays.get("fixed_z", self.fixed_z)
+            self.step_count = int(meta["step"])
+            self.k_t = float(meta.get("k_t", 0.0))
+            self.rng.bit_generator.state = meta["rng"]
+            random.set_state(meta["init_rng"])
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise checkpoint.CheckpointError(
+                f"'{source}' has incomplete or malformed metadata ({type(exc).__name__}: {exc}); "
+                "use another checkpoint.") from exc
+        if restore_sampler:
+            try:
+                self.sampler.load_state_dict(meta["sampler"])
+            except (KeyError, TypeError, AttributeError, IndexError) as exc:
+                raise checkpoint.CheckpointError(
+                    f"'{source}' has a malformed data-sampler state ({type(exc).__name__}: {exc}); "
+                    "use another checkpoint.") from exc
+
+    @staticmethod
+    def config_from_checkpoint(meta: dict, source: str) -> TrainConfig:
+        """The TrainConfig a checkpoint was written with, or one CheckpointError naming ``source``."""
+        try:
+            return TrainConfig.from_dict(meta["config"]).validate()
+        except ConfigError as exc:
+            raise checkpoint.CheckpointError(f"cannot use '{source}': {exc}") from exc
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise checkpoint.CheckpointError(
+                f"'{source}' has no usable run configuration ({type(exc).__name__}: {exc}); "
+                "use another checkpoint.") from exc
 
     @classmethod
     def from_checkpoint(cls, path, device=None, with_data=True):
@@ -309,12 +336,13 @@ class Trainer:
 
         ``with_data=False`` skips loading the training images: enough to sample.
         """
+        source = os.fspath(path)
         arrays, meta = checkpoint.load(path)
-        config = TrainConfig.from_dict(meta["config"])
+        config = cls.config_from_checkpoint(meta, source)
         if device is not None:
             config.device = device
         trainer = cls(config) if with_data else cls._for_sampling(config, meta)
-        trainer.load_state(arrays, meta, source=os.fspath(path))
+        trainer.load_state(arrays, meta, source=source, restore_sampler=with_data)
         return trainer
 
     @classmethod

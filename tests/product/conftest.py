@@ -1,0 +1,29 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+from minigan.train import TrainConfig
+
+
+def tiny_config(tmp_path, **kw):
+    """A run small enough for CI: 32x32 images, narrow nets, a handful of steps."""
+    defaults = dict(model="sagan", out=str(tmp_path / "run"), image_size=32, width=8, iters=4, batch=3,
+                    sample_every=2, checkpoint_every=2, n_samples=4, seed=0)
+    defaults.update(kw)
+    return TrainConfig(**defaults)
+
+
+@pytest.fixture
+def icon_folder(tmp_path):
+    """Twelve small icons in two labelled subfolders (for the semi-supervised D too)."""
+    rng = np.random.default_rng(0)
+    root = tmp_path / "icons"
+    for label in ("cats", "dogs"):
+        (root / label).mkdir(parents=True)
+        for i in range(6):
+            a = np.full((40, 40, 3), 255, np.uint8)
+            c = rng.integers(0, 255, 3)
+            y, x = rng.integers(4, 20, 2)
+            a[y:y + 16, x:x + 16] = c if label == "cats" else 255 - c
+            Image.fromarray(a).save(root / label / f"{i}.png")
+    return root
