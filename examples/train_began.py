@@ -10,5 +10,7 @@ import sys
 from _common import train
 
 if __name__ == "__main__":
-    sys.exit(train(["--model", "began", "--out", "runs/began", "--iters", "1500",
-                    "--sample-every", "250", "--checkpoint-every", "250"]))
+    sys.exit(train(["--model", "began", "--out", "runs/began",
+                    "--sample-every", "100", "--checkpoint-every", "100"],
+                    cpu=["--image-size", "32", "--width", "32", "--iters", "1500"],
+                    gpu=["--iters", "3000"]))

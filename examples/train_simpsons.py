@@ -14,4 +14,6 @@ from _common import train
 if __name__ == "__main__":
     sys.exit(train(["--model", "dcgan128", "--image-size", "128", "--out", "runs/simpsons", "--iters", "1000",
                     "--label-smoothing", "--instance-noise", "0.1", "--recipe", "seed",
-                    "--sample-every", "100", "--checkpoint-every", "100"]))
+                    "--sample-every", "100", "--checkpoint-every", "100"],
+                    cpu=["--width", "16", "--iters", "300", "--batch", "16"],
+                    gpu=["--iters", "3000"]))
