@@ -11,21 +11,84 @@ persistent vector ``u`` (one step per training forward, as in the paper):
 (in, out, kh, kw)), as in ``torch.nn.utils.spectral_norm``, so the two give
 the same sigma from the same ``u``. In eval mode ``u`` and ``v`` are used as
 they are, without another power step.
+
+W_mat is never materialised: W is viewed (no copy) as W3 (pre, rows, post),
+pre and post the sizes of the axes before and after ``dim``, so that
+W_mat[r, (a, b)] = W3[a, r, b]. Then W_mat^T u = u @ W3 and W_mat v =
+sum over a of W3[a] @ V[a] (V = v viewed as (pre, post)): batched matrix-vector
+products on the weight as it lies, with no transposed copy of a
+ConvTranspose2d weight. W / sigma is one Function (:class:`SpectralNormalize`)
+whose backward is a single expression, instead of a division, a product, a
+sum and a matrix product each with full-size temporaries.
 """
 from __future__ import annotations
 
-import numpy as np
+import math
 
 import minigan.ops as F
 from minigan import backend, random
 from minigan.nn.layers import ConvTranspose2d
 from minigan.nn.module import Module, Parameter
-from minigan.tensor import Tensor
+from minigan.tensor import Function, Tensor
 
 
 def _normalize(a, eps):
     xp = backend.array_module(a)
     return a / xp.maximum(xp.linalg.norm(a), eps)
+
+
+def _as_3d(w, dim):
+    """W viewed as W3 (pre, rows, post) with W_mat[r, (a, b)] = W3[a, r, b] (a view, no copy)."""
+    return w.reshape(math.prod(w.shape[:dim]), w.shape[dim], -1)
+
+
+def _wt_u(w3, u):
+    """W_mat^T u, (cols,): one matrix-vector product per slice W3[a]."""
+    return (u @ w3).reshape(-1)
+
+
+def _w_v(w3, v):
+    """W_mat v, (rows,): sum over a of W3[a] @ V[a], V = v viewed as (pre, post)."""
+    pre, _, post = w3.shape
+    return (w3 @ v.reshape(pre, post, 1)).sum(axis=0).reshape(-1)
+
+
+def _sigma(w3, u, v):
+    """u^T W_mat v (a 0-d array of W's dtype)."""
+    return (u @ _w_v(w3, v)).reshape(())
+
+
+def _outer(u, v, w3):
+    """u v^T laid out like W3: (pre, rows, post)."""
+    pre, _, post = w3.shape
+    return u.reshape(1, -1, 1) * v.reshape(pre, 1, post)
+
+
+class SpectralNormalize(Function):
+    """W / sigma with sigma = u^T W_mat v, u and v constants (the power iteration's vectors).
+
+    w: any shape, ``dim`` the axis that indexes W_mat's rows; u (rows,), v (cols,).
+    Since d sigma / dW_mat = u v^T, the gradient is
+        gW = g / sigma - (sum(g * W) / sigma^2) * (u v^T laid out like W).
+    """
+
+    @staticmethod
+    def forward(ctx, w, u, v, dim=0):
+        w3 = _as_3d(w, dim)
+        sigma = _sigma(w3, u, v)
+        ctx.save(w, u.copy(), v.copy())  # u, v are updated in place by the next power step
+        ctx.dim, ctx.sigma = dim, sigma
+        return w / sigma
+
+    @staticmethod
+    def backward(ctx, g):
+        w, u, v = ctx.saved
+        sigma = ctx.sigma
+        xp = backend.array_module(w)
+        scale = xp.vdot(g, w) / (sigma * sigma)  # sum(g * W) / sigma^2, without a temporary
+        gw3 = _as_3d(g / sigma, ctx.dim)
+        gw3 -= _outer(scale * u, v, gw3)
+        return gw3.reshape(w.shape), None, None
 
 
 class SpectralNorm(Module):
@@ -42,30 +105,23 @@ class SpectralNorm(Module):
         self.register_buffer("u", _normalize(rng.standard_normal(rows).astype(weight.dtype), eps))
         self.register_buffer("v", _normalize(rng.standard_normal(cols).astype(weight.dtype), eps))
 
-    def _matrix(self, w):
-        """W as (rows, cols) with axis ``dim`` first (raw array or Tensor)."""
-        if self.dim != 0:
-            axes = (self.dim,) + tuple(i for i in range(w.ndim) if i != self.dim)
-            w = w.transpose(axes) if not isinstance(w, Tensor) else F.transpose(w, axes)
-        return w.reshape(w.shape[0], -1) if not isinstance(w, Tensor) else F.reshape(w, (w.shape[0], -1))
-
     def power_iteration(self):
         """Advance u and v (in place) by ``n_power_iterations`` steps."""
-        w = self._matrix(self.weight_orig.data)
+        w3 = _as_3d(self.weight_orig.data, self.dim)
         for _ in range(self.n_power_iterations):
-            self.v[...] = _normalize(w.T @ self.u, self.eps)
-            self.u[...] = _normalize(w @ self.v, self.eps)
+            self.v[...] = _normalize(_wt_u(w3, self.u), self.eps)
+            self.u[...] = _normalize(_w_v(w3, self.v), self.eps)
 
     def sigma(self):
-        """u^T W v as a Tensor, differentiable with respect to W only."""
-        w = self._matrix(self.weight_orig)
-        wv = F.matmul(w, Tensor(self.v.copy().reshape(-1, 1)))
-        return F.sum(wv * Tensor(self.u.copy().reshape(-1, 1)))
+        """u^T W v as a Tensor, differentiable with respect to W only (sum of W * u v^T)."""
+        w = self.weight_orig
+        outer = _outer(self.u, self.v, _as_3d(w.data, self.dim)).reshape(w.shape)
+        return F.sum(w * Tensor(outer))
 
     def normalized_weight(self):
         if self.training:
             self.power_iteration()
-        return self.weight_orig / self.sigma()
+        return SpectralNormalize.apply(self.weight_orig, self.u, self.v, dim=self.dim)
 
     def forward(self, *args, **kwargs):
         self.module.weight = self.normalized_weight()

@@ -15,6 +15,11 @@ sums each column entry back onto the pixel it came from.
 conv_transpose2d is exactly the adjoint of conv2d, so it is built from the
 same two kernels the other way round: forward = GEMM then col2im, input
 gradient = im2col then GEMM.
+
+A 1x1 convolution with stride 1 and no padding (SAGAN's attention has 12)
+needs neither kernel: each column is one pixel's channel vector, so the
+columns are x itself laid out channels first, and col2im is the way back to
+batch first (no window overlaps, nothing to sum).
 """
 from __future__ import annotations
 
@@ -46,6 +51,11 @@ def _batch_first(a, n, h, w):
     return backend.array_module(a).ascontiguousarray(a.reshape(c, n, h, w).transpose(1, 0, 2, 3))
 
 
+def _is_pointwise(kh, kw, sh, sw, ph, pw):
+    """A 1x1 window, stride 1, no padding: im2col and col2im are plain layout changes."""
+    return kh == kw == 1 and sh == sw == 1 and ph == pw == 0
+
+
 class Conv2d(Function):
     @staticmethod
     def forward(ctx, x, w, b=None, stride=1, padding=0):
@@ -57,7 +67,10 @@ class Conv2d(Function):
         oh, ow = conv_output_size(h, kh, sh, ph), conv_output_size(wd, kw, sw, pw)
         if oh < 1 or ow < 1:
             raise ValueError(f"conv2d: a {kh}x{kw} kernel does not fit a {h}x{wd} input with padding {ph},{pw}.")
-        cols = backend.kernels_for(x).im2col(x, kh, kw, sh, sw, ph, pw, oh, ow)  # (C*KH*KW, N*OH*OW)
+        if _is_pointwise(kh, kw, sh, sw, ph, pw):
+            cols = _channels_first(x)  # (C, N*H*W): the im2col of a 1x1 window
+        else:
+            cols = backend.kernels_for(x).im2col(x, kh, kw, sh, sw, ph, pw, oh, ow)  # (C*KH*KW, N*OH*OW)
         y = _batch_first(w.reshape(oc, -1) @ cols, n, oh, ow)  # (N, OC, OH, OW)
         if b is not None:
             y += b.reshape(1, oc, 1, 1)
@@ -74,7 +87,10 @@ class Conv2d(Function):
         gx = gw = gb = None
         if ctx.needs_grad[0]:
             gcols = w.reshape(oc, -1).T @ g_cf  # (C*KH*KW, N*OH*OW)
-            gx = backend.kernels_for(g).col2im(gcols, n, c, h, wd, kh, kw, sh, sw, ph, pw, oh, ow)
+            if _is_pointwise(kh, kw, sh, sw, ph, pw):
+                gx = _batch_first(gcols, n, h, wd)  # the col2im of a 1x1 window
+            else:
+                gx = backend.kernels_for(g).col2im(gcols, n, c, h, wd, kh, kw, sh, sw, ph, pw, oh, ow)
         if ctx.needs_grad[1]:
             gw = (g_cf @ cols.T).reshape(w.shape)
         if len(ctx.needs_grad) > 2 and ctx.needs_grad[2]:

@@ -1,0 +1,116 @@
+"""The fast paths of the CPU performance work: each against the plain formulation it replaces.
+
+* SpectralNormalize (W / sigma as one Function, on W's own layout) -- gradients,
+  and values against the explicit W_mat built by moving ``dim`` first;
+* the 1x1 convolution that skips im2col/col2im -- gradients, and values
+  against the definition (a matrix product at every pixel);
+* attention computed as (beta @ v^T)^T -- values against the definition.
+"""
+import numpy as np
+import pytest
+
+import minigan.ops as F
+from minigan import Tensor, backend
+from minigan.nn.spectral_norm import SpectralNormalize, _as_3d, _outer, _w_v, _wt_u
+from minigan.ops.conv import Conv2d
+from tests.gradcheck.helpers import check, checks, tensor
+
+# weight shape, dim: Conv2d (OC, C, K, K), ConvTranspose2d (C, OC, K, K), Linear (out, in), and a middle axis
+SPECTRAL_CASES = [((4, 3, 3, 3), 0), ((3, 5, 4, 4), 1), ((6, 4), 0), ((2, 3, 4), 2)]
+
+
+def _unit(rng, n):
+    a = rng.standard_normal(n)
+    return a / np.linalg.norm(a)
+
+
+def _matrix(w, dim):
+    """The reference W_mat: axis ``dim`` moved first, the rest flattened in order (a copy)."""
+    return np.moveaxis(w, dim, 0).reshape(w.shape[dim], -1)
+
+
+def _vectors(shape, dim, device, seed=5):
+    rng = np.random.default_rng(seed)
+    rows = shape[dim]
+    u, v = _unit(rng, rows), _unit(rng, int(np.prod(shape)) // rows)
+    return backend.to_device(u, device), backend.to_device(v, device)
+
+
+@checks(SpectralNormalize)
+@pytest.mark.parametrize("shape,dim", SPECTRAL_CASES)
+def test_spectral_normalize_gradient(device, shape, dim):
+    w = tensor(shape, device, 0)
+    u, v = _vectors(shape, dim, device)
+    check(lambda w: SpectralNormalize.apply(w, u, v, dim=dim), w)
+
+
+@pytest.mark.parametrize("shape,dim", SPECTRAL_CASES)
+def test_spectral_normalize_values_and_power_step(shape, dim):
+    w = np.random.default_rng(0).standard_normal(shape)
+    u, v = _vectors(shape, dim, "cpu")
+    mat = _matrix(w, dim)
+    sigma = u @ mat @ v
+    np.testing.assert_allclose(SpectralNormalize.apply(Tensor(w), u, v, dim=dim).numpy(), w / sigma, rtol=1e-13)
+    w3 = _as_3d(w, dim)
+    assert np.shares_memory(w3, w)  # a view: no copy of the weight
+    np.testing.assert_allclose(_wt_u(w3, u), mat.T @ u, rtol=1e-12)
+    np.testing.assert_allclose(_w_v(w3, v), mat @ v, rtol=1e-12)
+    np.testing.assert_allclose(_outer(u, v, w3).reshape(-1), np.moveaxis(
+        np.outer(u, v).reshape((shape[dim],) + tuple(np.delete(shape, dim))), 0, dim).reshape(-1), rtol=1e-15)
+
+
+def test_spectral_normalize_keeps_the_vectors_of_its_forward():
+    """The next power step updates u, v in place before this backward runs: the Function must not see it."""
+    shape, dim = (3, 5, 4, 4), 1
+    w = tensor(shape, "cpu", 0)
+    u, v = _vectors(shape, dim, "cpu")
+    out = SpectralNormalize.apply(w, u, v, dim=dim)
+    g = np.random.default_rng(1).standard_normal(shape)
+    u_then, v_then = u.copy(), v.copy()
+    u[...], v[...] = _vectors(shape, dim, "cpu", seed=9)
+    out.backward(g)
+    mat, sigma = _matrix(w.data, dim), u_then @ _matrix(w.data, dim) @ v_then
+    want = g / sigma - (g * w.data).sum() / sigma**2 * np.moveaxis(
+        np.outer(u_then, v_then).reshape((shape[dim],) + tuple(np.delete(shape, dim))), 0, dim)
+    assert mat.shape == (5, 48)
+    np.testing.assert_allclose(w.grad, want, rtol=1e-12, atol=1e-14)
+
+
+# (N, C, H, W), OC: 1x1 convolutions, stride 1, no padding (the path without im2col/col2im)
+POINTWISE_CASES = [((2, 3, 4, 5), 2), ((1, 4, 1, 1), 3), ((3, 2, 2, 7), 1)]
+
+
+@checks(Conv2d)
+@pytest.mark.parametrize("shape,oc", POINTWISE_CASES)
+def test_pointwise_conv2d_gradients(device, shape, oc):
+    x = tensor(shape, device, 0)
+    w = tensor((oc, shape[1], 1, 1), device, 1, scale=0.5)
+    b = tensor((oc,), device, 2)
+    check(lambda x, w, b: F.conv2d(x, w, b), x, w, b)
+
+
+@pytest.mark.parametrize("shape,oc", POINTWISE_CASES)
+def test_pointwise_conv2d_matches_the_definition(shape, oc):
+    """A 1x1 convolution is a matrix product at every pixel: forward and both gradients."""
+    rng = np.random.default_rng(0)
+    x, w = rng.standard_normal(shape), rng.standard_normal((oc, shape[1], 1, 1))
+    xt, wt = Tensor(x, requires_grad=True), Tensor(w, requires_grad=True)
+    y = F.conv2d(xt, wt)
+    want = np.einsum("oc,nchw->nohw", w[:, :, 0, 0], x)
+    np.testing.assert_allclose(y.numpy(), want, rtol=1e-12, atol=1e-12)
+    g = rng.standard_normal(y.shape)
+    y.backward(g)
+    np.testing.assert_allclose(xt.grad, np.einsum("oc,nohw->nchw", w[:, :, 0, 0], g), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(wt.grad[:, :, 0, 0], np.einsum("nohw,nchw->oc", g, x), rtol=1e-12, atol=1e-12)
+
+
+def test_attention_matches_the_definition():
+    rng = np.random.default_rng(0)
+    n, cq, cv, length = 2, 3, 4, 6
+    q, k, v = rng.standard_normal((n, cq, length)), rng.standard_normal((n, cq, length)), rng.standard_normal(
+        (n, cv, length))
+    energy = np.einsum("ncj,nci->nji", q, k)
+    beta = np.exp(energy - energy.max(axis=-1, keepdims=True))
+    beta /= beta.sum(axis=-1, keepdims=True)
+    want = np.einsum("nji,nci->ncj", beta, v)
+    np.testing.assert_allclose(F.attention(Tensor(q), Tensor(k), Tensor(v)).numpy(), want, rtol=1e-12)
