@@ -33,7 +33,7 @@ enum ActivationKind { RELU = 0, LEAKY_RELU = 1, ELU = 2, TANH = 3, SIGMOID = 4 }
 template <typename T>
 __device__ __forceinline__ T activate(T v, int kind, T alpha) {
     switch (kind) {
-        case RELU:       return v > T(0) ? v : T(0);
+        case RELU:       return v <= T(0) ? T(0) : v;  // NaN <= 0 is false: NaN propagates
         case LEAKY_RELU: return v > T(0) ? v : alpha * v;
         case ELU:        return v > T(0) ? v : alpha * math_expm1(v);
         case TANH:       return math_tanh(v);

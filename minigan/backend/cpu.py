@@ -328,7 +328,7 @@ def _activation_forward(x, y, kind, alpha):
     for i in prange(x.size):
         v = x[i]
         if kind == RELU:
-            y[i] = v if v > 0 else 0.0
+            y[i] = 0.0 if v <= 0 else v  # NaN <= 0 is False: NaN propagates, as in NumPy and PyTorch
         elif kind == LEAKY_RELU:
             y[i] = v if v > 0 else alpha * v
         else:  # ELU

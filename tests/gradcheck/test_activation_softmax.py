@@ -25,6 +25,9 @@ def test_activation_values():
     np.testing.assert_allclose(F.elu(t).numpy(), np.where(x > 0, x, np.expm1(x)), rtol=1e-12)
     np.testing.assert_allclose(F.tanh(t).numpy(), np.tanh(x), rtol=1e-12)
     np.testing.assert_allclose(F.sigmoid(t).numpy(), 1 / (1 + np.exp(-x)), rtol=1e-12)
+    nan = Tensor(np.array([np.nan, -1.0, 1.0]))
+    for fn in (F.relu, F.leaky_relu, F.elu, F.tanh, F.sigmoid):  # a NaN must never be laundered into a number
+        assert np.isnan(fn(nan).numpy()[0]), fn.__name__
     big = Tensor(np.array([-800.0, 800.0]))
     assert np.all(np.isfinite(F.sigmoid(big).numpy()))
 

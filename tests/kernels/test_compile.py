@@ -72,7 +72,9 @@ def test_nvcc_compiles_float_and_double(tmp_path, filename, arch):
 @needs_nvcc
 def test_nvcc_check_fails_on_a_syntax_error(tmp_path):
     """The harness above really fails a broken kernel (it does not just pass everything)."""
-    broken = with_instances("activations.cu").replace("return v > T(0) ? v : T(0);", "return v > T(0) ? v : T(0)", 1)
+    source = with_instances("activations.cu")
+    broken = source.replace("return v <= T(0) ? T(0) : v;", "return v <= T(0) ? T(0) : v", 1)  # drop a ';'
+    assert broken != source, "the line this test breaks is gone: update the test"
     rc, err, _ = nvcc_ptx(tmp_path, "broken", broken, ARCHS[0])
     assert rc != 0 and "error" in err
 
