@@ -13,11 +13,12 @@ import sys
 import tempfile
 import threading
 import time
+import warnings
 
 import numpy as np
 import pytest
 
-from minigan import checkpoint
+from minigan import checkpoint, cli
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TIMEOUT_S = 240.0  # per wait: generous, CI machines are slow and shared
@@ -216,3 +217,16 @@ def reference_run(tmp_path_factory):
     child = Child(["train", "--out", str(out), *RUN_ARGS], {"PYTHONHASHSEED": "0"}, driver=False)
     assert child.finish() == 0, child.describe()
     return out
+
+
+@pytest.fixture
+def main(monkeypatch, capsys):
+    """``minigan ARGS`` in this process: (exit code, stdout, stderr)."""
+    monkeypatch.setattr(warnings, "showwarning", warnings.showwarning)  # the CLI replaces it
+
+    def call(*argv):
+        rc = cli.main([str(a) for a in argv])
+        out, err = capsys.readouterr()
+        return rc, out, err
+
+    return call

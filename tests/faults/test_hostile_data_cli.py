@@ -5,7 +5,6 @@ missing, empty, a file, or holds no readable image is exit 2 with one line
 naming it. A run whose data folder moved resumes with ``--data NEW``.
 """
 import shutil
-import warnings
 
 import numpy as np
 import pytest
@@ -18,16 +17,6 @@ ARGS = ["--image-size", "32", "--width", "4", "--batch", "2", "--checkpoint-ever
         "--quiet"]
 
 
-@pytest.fixture
-def main(monkeypatch, capsys):
-    monkeypatch.setattr(warnings, "showwarning", warnings.showwarning)  # the CLI replaces it
-
-    def call(*argv):
-        rc = cli.main([str(a) for a in argv])
-        out, err = capsys.readouterr()
-        return rc, out, err
-
-    return call
 
 
 def _good(folder, n):

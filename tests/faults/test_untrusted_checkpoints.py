@@ -46,17 +46,6 @@ def trained(tmp_path_factory):
     return runs
 
 
-@pytest.fixture
-def main(monkeypatch, capsys):
-    """``minigan ARGS`` in this process: (exit code, stdout, stderr)."""
-    monkeypatch.setattr(warnings, "showwarning", warnings.showwarning)  # the CLI replaces it
-
-    def call(*argv):
-        rc = cli.main([str(a) for a in argv])
-        out, err = capsys.readouterr()
-        return rc, out, err
-
-    return call
 
 
 def _rewrite(src_run, dst, arrays=None, meta=None):

@@ -25,16 +25,6 @@ ARGS = ["--image-size", "32", "--width", "4", "--batch", "2", "--checkpoint-ever
         "--quiet"]
 
 
-@pytest.fixture
-def main(monkeypatch, capsys):
-    monkeypatch.setattr(warnings, "showwarning", warnings.showwarning)  # the CLI replaces it
-
-    def call(*argv):
-        rc = cli.main([str(a) for a in argv])
-        out, err = capsys.readouterr()
-        return rc, out, err
-
-    return call
 
 
 def _disk_full(monkeypatch, after_bytes=True):
