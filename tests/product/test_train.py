@@ -118,3 +118,14 @@ def test_resume_with_another_model_is_a_clear_error(tmp_path):
     run(tiny_config(tmp_path, iters=2), progress=False, log=lambda *a: None)
     with pytest.raises(RunError, match="holds a sagan run"):
         run(tiny_config(tmp_path, model="dcgan", iters=4), resume=True, progress=False)
+
+
+def test_eval_every_logs_and_plots_quality(tmp_path):
+    config = tiny_config(tmp_path, iters=4, eval_every=2, eval_n=32)
+    run(config, progress=False, log=lambda *a: None)
+    with open(os.path.join(config.out, "metrics.csv")) as f:
+        rows = f.read().splitlines()
+    header = rows[0].split(",")
+    assert {"step", "swd_mean", "precision", "recall", "ndb"} <= set(header)
+    assert [r.split(",")[header.index("step")] for r in rows[1:]] == ["2", "4"]
+    assert os.path.exists(os.path.join(config.out, "metrics.png"))
