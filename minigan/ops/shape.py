@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from minigan import backend
-from minigan.tensor import Function, as_tensor
+from minigan.tensor import Function, Tensor, as_tensor
 
 
 class Reshape(Function):
@@ -118,10 +118,12 @@ def concat(tensors, axis=0):
 
 
 def getitem(a, index):
-    if isinstance(index, tuple):
-        index = tuple(i.data if hasattr(i, "data") and not isinstance(i, slice) else i for i in index)
-    elif hasattr(index, "data") and hasattr(index, "requires_grad"):
-        index = index.data
+    """``a[index]``; Tensors inside the index are used by value (arrays are left alone:
+    a NumPy or CuPy array's own ``.data`` is its raw buffer, not an index)."""
+    def unwrap(i):
+        return i.data if isinstance(i, Tensor) else i
+
+    index = tuple(unwrap(i) for i in index) if isinstance(index, tuple) else unwrap(index)
     return GetItem.apply(a, index=index)
 
 

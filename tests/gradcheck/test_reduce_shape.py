@@ -62,3 +62,13 @@ def test_getitem(device, index):
 def test_pad(device, pads):
     a = tensor((2, 2, 3, 4), device)
     check(lambda a: F.pad2d(a, pads), a)
+
+
+def test_getitem_takes_arrays_and_tensors_as_indices(device):
+    a = tensor((3, 4), device, 1)
+    rows = backend.to_device(np.array([2, 0, 2]), device)
+    cols = backend.to_device(np.array([1, 3, 0]), device)
+    want = a.numpy()[[2, 0, 2], [1, 3, 0]]
+    np.testing.assert_array_equal(a[rows, cols].numpy(), want)
+    np.testing.assert_array_equal(a[Tensor(rows), cols].numpy(), want)
+    np.testing.assert_array_equal(a[Tensor(rows)].numpy(), a.numpy()[[2, 0, 2]])
