@@ -24,6 +24,7 @@ the CPU).
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import os
 import warnings
@@ -81,11 +82,7 @@ class Trainer:
         self.G, self.D = self.gan.G.to(self.device), self.gan.D.to(self.device)
         self.G_ema = None
         if config.ema_decay > 0:
-            self.G_ema = build(config.model, image_size=config.image_size, z_dim=config.z_dim,
-                               width=config.width, num_classes=k,
-                               minibatch_discrimination=config.minibatch_discrimination).G.to(self.device)
-            self.G_ema.copy_from(self.G)
-            self.G_ema.eval()
+            self.G_ema = copy.deepcopy(self.G).eval()  # same architecture, same weights, own arrays
         c = self.config
         self.opt_d = Adam(self.D.parameters(), lr=c.lr_d, betas=c.betas)
         self.opt_g = Adam(self.G.parameters(), lr=c.lr_g, betas=c.betas)
