@@ -101,9 +101,7 @@ def _parser() -> argparse.ArgumentParser:
 def _train(args) -> int:
     from minigan.train import run
 
-    betas = None
-    if args.beta1 is not None or args.beta2 is not None:
-        betas = (args.beta1 if args.beta1 is not None else 0.5, args.beta2 if args.beta2 is not None else 0.999)
+    betas = None if args.beta1 is None and args.beta2 is None else (args.beta1, args.beta2)  # None: the model's
     config = TrainConfig(
         model=args.model, data=args.data, out=args.out or os.path.join("runs", args.model),
         image_size=args.image_size, z_dim=args.z_dim, width=args.width, iters=args.iters, batch=args.batch,

@@ -36,7 +36,7 @@ class TrainConfig:
     batch: int | None = None
     lr_d: float | None = None
     lr_g: float | None = None
-    betas: tuple[float, float] | None = None
+    betas: tuple[float | None, float | None] | None = None  # a None entry: the model's value
     device: str | None = None
     seed: int = 0
     # recipe: "small-data" = the seed's recipe + DiffAugment + EMA (the default);

@@ -107,7 +107,8 @@ class Trainer:
         c.batch = c.batch or d["batch"]
         c.lr_d = c.lr_d if c.lr_d is not None else d["lr_d"]
         c.lr_g = c.lr_g if c.lr_g is not None else d["lr_g"]
-        c.betas = tuple(c.betas) if c.betas is not None else tuple(d["betas"])
+        given = c.betas if c.betas is not None else (None, None)  # either beta may be left to the model
+        c.betas = tuple(b if b is not None else default for b, default in zip(given, d["betas"]))
 
     # -- pieces of a step -----------------------------------------------------------
     def _tensor(self, array):

@@ -129,3 +129,9 @@ def test_eval_every_logs_and_plots_quality(tmp_path):
     assert {"step", "swd_mean", "precision", "recall", "ndb"} <= set(header)
     assert [r.split(",")[header.index("step")] for r in rows[1:]] == ["2", "4"]
     assert os.path.exists(os.path.join(config.out, "metrics.png"))
+
+
+def test_one_beta_given_keeps_the_models_other_beta(tmp_path):
+    trainer = Trainer(tiny_config(tmp_path, betas=(None, 0.99)))  # SAGAN's own betas are (0, 0.9)
+    assert trainer.config.betas == (0.0, 0.99)
+    assert trainer.opt_d.betas == (0.0, 0.99) and trainer.opt_g.betas == (0.0, 0.99)
