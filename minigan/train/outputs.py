@@ -77,12 +77,16 @@ class CsvLog:
             self._file.close()
             self._file = None
 
-    def column(self, name: str) -> tuple[np.ndarray, np.ndarray]:
-        pairs = [(float(r["step"]), float(r[name])) for r in self.rows if r.get(name) not in (None, "")]
-        if not pairs:
-            return np.zeros(0), np.zeros(0)
-        a = np.array(pairs)
-        return a[:, 0], a[:, 1]
+    def series(self, names: list[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """(steps, values) of each named column that has values, reading the file once."""
+        rows = self.rows
+        found = {}
+        for name in names:
+            pairs = [(float(r["step"]), float(r[name])) for r in rows if r.get(name) not in (None, "")]
+            if pairs:
+                a = np.array(pairs)
+                found[name] = (a[:, 0], a[:, 1])
+        return found
 
 
 def write_config(out: str, config_dict: dict) -> None:
@@ -139,12 +143,11 @@ def plot_curves(log: CsvLog, path: str, names: list[str], title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = [n for n in names if log.column(n)[0].size]
-    if not names:
+    series = log.series(names)
+    if not series:
         return
-    fig, axes = plt.subplots(len(names), 1, figsize=(7, 2.2 * len(names)), sharex=True, squeeze=False)
-    for ax, name in zip(axes[:, 0], names):
-        steps, values = log.column(name)
+    fig, axes = plt.subplots(len(series), 1, figsize=(7, 2.2 * len(series)), sharex=True, squeeze=False)
+    for ax, (name, (steps, values)) in zip(axes[:, 0], series.items()):
         ax.plot(steps, values, lw=0.8)
         if values.size > 20:
             k = max(5, values.size // 50)
