@@ -133,7 +133,6 @@ def ndb_features(train_feats, gen_feats, n_bins: int | None = None, seed: int = 
     and the result, do not depend on the order the rows came in.
     returns {"ndb": int, "ndb_ratio": NDB / K, "js": nats, "n_bins": K}.
     """
-    xp = array_module(train_feats)
     n_train, n_gen = train_feats.shape[0], gen_feats.shape[0]
     k = default_bins(n_train) if n_bins is None else n_bins
     centres, train_labels = kmeans(canonical_rows(train_feats), k, seed)

@@ -25,7 +25,6 @@ import warnings
 import numpy as np
 
 from minigan import backend, checkpoint
-from minigan.data import DataError
 from minigan.train import outputs
 from minigan.train.config import ConfigError, TrainConfig
 from minigan.train.trainer import Trainer, TrainingDiverged

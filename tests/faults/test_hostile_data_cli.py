@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from minigan import checkpoint, cli
+from minigan import checkpoint
 from tests.faults.conftest import assert_one_error_line
 
 ARGS = ["--image-size", "32", "--width", "4", "--batch", "2", "--checkpoint-every", "2", "--sample-every", "100",

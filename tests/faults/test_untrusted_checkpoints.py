@@ -17,7 +17,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from minigan import checkpoint, cli
+from minigan import checkpoint
 from minigan.train import run
 from tests.faults.conftest import Child, assert_one_error_line
 from tests.product.conftest import tiny_config

@@ -15,7 +15,7 @@ import warnings
 import numpy as np
 import pytest
 
-from minigan import checkpoint, cli
+from minigan import checkpoint
 from minigan.train import outputs
 from tests.faults.conftest import assert_one_error_line, assert_same_checkpoint, log_rows
 

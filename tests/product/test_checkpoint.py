@@ -1,8 +1,6 @@
 """Checkpoint files: never execute code, every broken file is one clear error, writes are atomic."""
-import io
 import os
 import pickle
-import zipfile
 
 import numpy as np
 import pytest
