@@ -22,6 +22,8 @@ import numpy as np
 FORMAT = "minigan-checkpoint"
 VERSION = 1
 _META = "__meta__"
+FILENAME = "checkpoint.npz"  # a run folder's checkpoint
+TEMP_PREFIX = ".tmp-ckpt-"  # save() writes here first; a kill mid-save can leave one behind
 
 
 class CheckpointError(ValueError):
@@ -41,7 +43,7 @@ def save(path, arrays: dict[str, np.ndarray], meta: dict) -> None:
             if value.dtype == object:
                 raise TypeError(f"checkpoint entry {name!r} is not a numeric array")
             payload[name] = value
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-ckpt-", suffix=".npz")
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=TEMP_PREFIX, suffix=".npz")
     except OSError as exc:
         raise CheckpointError(f"cannot write a checkpoint to '{folder}' ({exc.strerror}): "
                               "choose an output folder you can write to, with free space.") from exc
@@ -81,13 +83,22 @@ def _fsync_folder(folder: str) -> None:
         os.close(fd)
 
 
-def load(path) -> tuple[dict[str, np.ndarray], dict]:
-    """Read a checkpoint; every way it can be unusable is one CheckpointError."""
+def in_run(folder) -> str:
+    """The path of the checkpoint of run folder ``folder`` (whether or not it exists yet)."""
+    return os.path.join(os.fspath(folder), FILENAME)
+
+
+def locate(path) -> str:
+    """A run folder or a checkpoint file -> the checkpoint file's path."""
     path = os.fspath(path)
-    if os.path.isdir(path):
-        path = os.path.join(path, "checkpoint.npz")
+    return in_run(path) if os.path.isdir(path) else path
+
+
+def load(path) -> tuple[dict[str, np.ndarray], dict]:
+    """Read a checkpoint (a file, or a run folder's); every way it can be unusable is one CheckpointError."""
+    path = locate(path)
     if not os.path.exists(path):
-        raise CheckpointError(f"no checkpoint at '{path}': pass a run folder that has a checkpoint.npz "
+        raise CheckpointError(f"no checkpoint at '{path}': pass a run folder that has a {FILENAME} "
                               "(made by `minigan train`) or the path of one.")
     try:
         with open(path, "rb") as f:

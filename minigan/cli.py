@@ -72,7 +72,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--quiet", action="store_true", help="no progress bar")
 
     g = sub.add_parser("generate", help="write new images from a trained run")
-    g.add_argument("--ckpt", required=True, help="run folder or checkpoint.npz")
+    g.add_argument("--ckpt", required=True, help="run folder or checkpoint file")
     g.add_argument("--n", type=int, default=64)
     g.add_argument("--out", required=True, help="folder for the images (or the grid's .png path with --grid)")
     g.add_argument("--grid", action="store_true", help="one grid image instead of one file per image")
@@ -99,6 +99,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _train(args) -> int:
+    from minigan import checkpoint
     from minigan.train import run
 
     betas = None if args.beta1 is None and args.beta2 is None else (args.beta1, args.beta2)  # None: the model's
@@ -115,7 +116,7 @@ def _train(args) -> int:
     trainer = run(config, resume=args.resume, progress=not args.quiet)
     out = trainer.config.out
     print(f"done: {trainer.step_count} steps; samples in '{os.path.join(out, 'samples')}', "
-          f"checkpoint '{os.path.join(out, 'checkpoint.npz')}'")
+          f"checkpoint '{checkpoint.in_run(out)}'")
     return 0
 
 

@@ -57,7 +57,7 @@ def _remove_stale_temporaries(out: str) -> None:
     except OSError:
         return
     for name in names:
-        if name.startswith(".tmp-ckpt-") and name.endswith(".npz"):
+        if name.startswith(checkpoint.TEMP_PREFIX):
             with contextlib.suppress(OSError):
                 os.unlink(os.path.join(out, name))
 
@@ -93,9 +93,9 @@ def prepare(config: TrainConfig, resume: bool = False) -> tuple[Trainer, bool]:
     """Build the trainer for ``config``; with ``resume`` restore RUN/checkpoint.npz if present."""
     config.validate()
     out = config.out
-    ckpt = os.path.join(out, "checkpoint.npz")
+    ckpt = checkpoint.in_run(out)
     if os.path.exists(ckpt) and not resume:
-        raise RunError(f"'{out}' already holds a run (checkpoint.npz): pass --resume to continue it, "
+        raise RunError(f"'{out}' already holds a run ({checkpoint.FILENAME}): pass --resume to continue it, "
                        "or choose another --out.")
     _check_writable(out)
     _remove_stale_temporaries(out)
@@ -183,7 +183,7 @@ def _run(trainer: Trainer, resumed: bool, progress: bool, log) -> Trainer:
     _save(trainer, losses, metrics)
     _final_figures(trainer, losses, metrics)
     if stop["stop"] and trainer.step_count < c.iters:
-        log(f"stopped at step {trainer.step_count}; checkpoint saved to '{os.path.join(out, 'checkpoint.npz')}'. "
+        log(f"stopped at step {trainer.step_count}; checkpoint saved to '{checkpoint.in_run(out)}'. "
             "Continue with --resume.")
         raise KeyboardInterrupt
     return trainer
@@ -229,7 +229,7 @@ def _roll_back(trainer: Trainer, retries: int, problem: str, log) -> None:
         raise TrainingDiverged(
             f"training diverged in '{c.out}': {problem}, still after {c.max_retries} rollbacks to its last "
             "checkpoint; lower the learning rates (--lr-d/--lr-g) or use --recipe small-data.")
-    path = os.path.join(c.out, "checkpoint.npz")
+    path = checkpoint.in_run(c.out)
     arrays, meta = checkpoint.load(path)
     trainer.load_state(arrays, meta, source=path)
     # the same randomness would diverge the same way: draw a fresh stream for the retry

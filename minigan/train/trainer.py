@@ -273,7 +273,7 @@ class Trainer:
         return arrays, meta
 
     def save_checkpoint(self, path=None):
-        path = path or os.path.join(self.config.out, "checkpoint.npz")
+        path = path or checkpoint.in_run(self.config.out)
         arrays, meta = self.state()
         checkpoint.save(path, arrays, meta)
         return path
