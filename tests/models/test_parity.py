@@ -30,9 +30,12 @@ vectors, batch-norm statistics) are compared as D's step leaves them: the G
 step's pass through D advances them once more from the updated weights,
 which would carry that +-lr ambiguity into them.
 
-PyTorch runs with oneDNN (mkldnn) off: its float32 CPU path loses up to 7%
-on DCGAN's gradients (measured against float64; minigan's float32 stays
-within 5e-6), which would make PyTorch the less accurate side of the test.
+PyTorch is the reference in float64 for both cases: a float32 case runs
+minigan in float32 against PyTorch in float64 on the same (float32-rounded)
+weights and inputs. PyTorch's own float32 CPU path is the less accurate side:
+torch 2.13 loses 1.7% on DCGAN's gradients against its float64 with oneDNN
+off or with two threads, and earlier versions up to 7% (minigan's float32
+stays within 1e-4), so comparing two float32 runs tested PyTorch's rounding.
 """
 import re
 
@@ -205,11 +208,14 @@ def compare(ours, theirs, tolerance, lr):
             noise = max(np.abs(a).max(), np.abs(b).max()) / largest[name[0]]
             assert noise <= tolerance, f"{key} should be rounding noise, is {noise:.2e} of the largest"
             continue
-        slack = 0.0
+        slack, scale = 0.0, np.abs(b).max()
         if key.endswith(" after") and f"grad {name}" in ours:
             step = lambda g: adam_first_step(g, lr[name[0]])  # noqa: E731
             slack = np.abs(step(ours[f"grad {name}"]) - step(theirs[f"grad {name}"]))
-        errors[key] = np.max(np.abs(a - b) - slack) / max(np.abs(b).max(), 1e-30)
+            # a zero-initialised parameter whose gradient is rounding noise (a key bias) is one Adam
+            # step of size ~lr after the step, and tiny in float64: measure it against that step
+            scale = max(scale, lr[name[0]])
+        errors[key] = np.max(np.abs(a - b) - slack) / max(scale, 1e-30)
     worst = sorted(errors, key=errors.get, reverse=True)[:5]
     assert errors[worst[0]] <= tolerance, "worst relative errors: " + ", ".join(
         f"{k} {errors[k]:.2e}" for k in worst)
@@ -238,8 +244,7 @@ def test_one_training_step_matches_torch(name, dtype, width, batch):
         m.gamma.data[...] = 0.5
     cast(gan.G, dtype)
     cast(gan.D, dtype)
-    torch_dtype = torch.float64 if dtype == np.float64 else torch.float32
-    tG, tD = (m.to(torch_dtype) for m in TORCH_TWINS[name](gan.z_dim, width))
+    tG, tD = (m.to(torch.float64) for m in TORCH_TWINS[name](gan.z_dim, width))
     g_names, d_names = copy_to_torch(gan.G, tG), copy_to_torch(gan.D, tD)
 
     rng = np.random.default_rng(1)
@@ -247,9 +252,8 @@ def test_one_training_step_matches_torch(name, dtype, width, batch):
     x = rng.uniform(-1, 1, (batch, 3, 64, 64)).astype(dtype)
     same = {n: n for n in gan.G.state_dict()}, {n: n for n in gan.D.state_dict()}
     ours = train_step(gan.G, gan.D, Tensor(x), Tensor(z), gan.loss, MiniganLosses, Adam, gan.defaults, *same)
-    with torch.backends.mkldnn.flags(enabled=False):
-        theirs = train_step(tG, tD, torch.from_numpy(x), torch.from_numpy(z), gan.loss, TorchLosses,
-                            torch.optim.Adam, gan.defaults, g_names, d_names)
+    theirs = train_step(tG, tD, torch.from_numpy(x.astype(np.float64)), torch.from_numpy(z.astype(np.float64)),
+                        gan.loss, TorchLosses, torch.optim.Adam, gan.defaults, g_names, d_names)
     theirs = {k: v.reshape(ours[k].shape) if k in ours else v for k, v in theirs.items()}  # SAGAN's last conv
     worst = compare(ours, theirs, TOLERANCE[dtype], {"G": gan.defaults["lr_g"], "D": gan.defaults["lr_d"]})
     print(f"{name} {np.dtype(dtype).name} width {width}: worst relative error {worst[1]:.2e} ({worst[0]})")
