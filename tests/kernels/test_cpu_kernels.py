@@ -77,6 +77,20 @@ def randn(rng, shape, dtype, scale=1.0, offset=0.0):
     return (rng.standard_normal(shape) * scale + offset).astype(dtype)
 
 
+def batchnorm_inputs(rng, shape, dtype, offset=0.0):
+    """x (N, C, H, W) of N(offset, 2^2) values, gamma and beta (C,)."""
+    x = randn(rng, shape, dtype, scale=2.0, offset=offset)
+    return x, randn(rng, shape[1], dtype), randn(rng, shape[1], dtype)
+
+
+def batchnorm_backward_inputs(rng, shape, dtype):
+    """x, gy, gamma and the CPU twin's mean and invstd of x: batchnorm_backward's arguments."""
+    x, gy = randn(rng, shape, dtype, offset=0.5), randn(rng, shape, dtype)
+    gamma = randn(rng, shape[1], dtype)
+    _, mean, invstd = cpu.batchnorm_forward(x, gamma, np.zeros_like(gamma), 1e-5)
+    return x, gy, gamma, mean, invstd
+
+
 def adam_state(rng, dtype):
     """Lists of (param, grad, m, v) for ADAM_SHAPES, with v >= 0 as it always is."""
     params = [randn(rng, s, dtype) for s in ADAM_SHAPES]
@@ -124,8 +138,7 @@ def test_col2im_is_the_adjoint_of_im2col(rng, geometry):
 @pytest.mark.parametrize("offset", [0.0, 1000.0], ids=["centred", "mean1000"])
 @pytest.mark.parametrize("shape", BATCHNORM_SHAPES, ids=shape_id)
 def test_batchnorm_forward(rng, shape, offset, dtype):
-    x = randn(rng, shape, dtype, scale=2.0, offset=offset)
-    gamma, beta = randn(rng, shape[1], dtype), randn(rng, shape[1], dtype)
+    x, gamma, beta = batchnorm_inputs(rng, shape, dtype, offset)
     y, mean, invstd = cpu.batchnorm_forward(x, gamma, beta, 1e-5)
     y_ref, mean_ref, invstd_ref = reference.batch_norm(x, gamma, beta, 1e-5)
     assert y.dtype == mean.dtype == invstd.dtype == dtype
@@ -136,11 +149,8 @@ def test_batchnorm_forward(rng, shape, offset, dtype):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", BATCHNORM_SHAPES, ids=shape_id)
 def test_batchnorm_backward(rng, shape, dtype):
-    x, gy = randn(rng, shape, dtype, offset=0.5), randn(rng, shape, dtype)
-    gamma = randn(rng, shape[1], dtype)
-    _, mean, invstd = cpu.batchnorm_forward(x, gamma, np.zeros_like(gamma), 1e-5)
-    got = cpu.batchnorm_backward(x, gy, gamma, mean, invstd)
-    want = reference.batch_norm_backward(x, gy, gamma, mean, invstd)
+    inputs = batchnorm_backward_inputs(rng, shape, dtype)
+    got, want = cpu.batchnorm_backward(*inputs), reference.batch_norm_backward(*inputs)
     for g, w in zip(got, want):
         assert g.dtype == dtype
         np.testing.assert_allclose(g, w, **tolerance(dtype))
