@@ -33,7 +33,7 @@ __global__ void softmax_forward_kernel(const T* __restrict__ x,  // (rows, cols)
         T s = T(0);
         for (int k = lane; k < cols; k += 32) s += math_exp(xr[k] - m);
         const T inv = T(1) / warp_sum(s);
-        for (int k = lane; k < cols; k += 32) yr[k] = math_exp(xr[k] - m) * inv;  // 3rd sweep: from L1/L2
+        for (int k = lane; k < cols; k += 32) yr[k] = math_exp(xr[k] - m) * inv;
     }
 }
 
