@@ -1,33 +1,20 @@
-// activations.cu -- elementwise activations and their gradients.
+// activations.cu -- elementwise activations and their gradients, one kernel
+// per direction for all kinds (a uniform switch: no divergence in a warp).
 //
-//     kind  name        y = f(x)                         gx = gy * f'(x), from x or y
-//     0     relu        max(x, 0)                        gy * (x > 0)
-//     1     leaky_relu  x > 0 ? x : alpha*x              gy * (x > 0 ? 1 : alpha)
-//     2     elu         x > 0 ? x : alpha*(exp(x) - 1)   gy * (x > 0 ? 1 : y + alpha)
-//     3     tanh        tanh(x)                          gy * (1 - y^2)
-//     4     sigmoid     1 / (1 + exp(-x))                gy * y * (1 - y)
+//     kind        y = f(x)                         gx = gy * f'(x), from x or y
+//     relu        max(x, 0)                        gy * (x > 0)
+//     leaky_relu  x > 0 ? x : alpha*x              gy * (x > 0 ? 1 : alpha)
+//     elu         x > 0 ? x : alpha*(exp(x) - 1)   gy * (x > 0 ? 1 : y + alpha)
+//     tanh        tanh(x)                          gy * (1 - y^2)
+//     sigmoid     1 / (1 + exp(-x))                gy * y * (1 - y)
 //
-// The kind codes are minigan/backend/cpu.py's RELU..SIGMOID (ACTIVATIONS).
-// The backward pass reuses the saved output y where that is cheaper than
-// recomputing f'(x) (tanh, sigmoid, elu): one load instead of an exp.
-//
-// Layout: every array is treated as flat (n,), C-contiguous; shape does not
-// matter for an elementwise map.
-//
-// Launch: one thread per element, blocks of 256, grid-stride. `kind` is the
-// same for every thread, so the switch never diverges inside a warp; one
-// kernel per direction serves all five activations instead of ten kernels.
-// These kernels are pure bandwidth: 8 bytes moved per float forward, 16
-// backward; the benchmark reports GB/s against the device's peak.
-//
-// Numerics: elu uses expm1 (exact near 0 where exp(x) - 1 cancels); sigmoid
-// picks the form whose exp cannot overflow: 1/(1+exp(-x)) for x >= 0,
-// exp(x)/(1+exp(x)) for x < 0.
-//
+// Layout: x, y, gy, gx flat (n,), C-contiguous.
+// Launch: one thread per element, blocks of 256, grid-stride.
 // CPU twin: minigan/backend/cpu.py::activation_forward / activation_backward.
 // Test: tests/kernels/test_parity.py. Benchmark: benchmarks/bench_kernels.py.
 #include "common.cuh"
 
+// The codes of minigan/backend/cpu.py::ACTIVATIONS (tests/kernels/test_sources.py checks).
 enum ActivationKind { RELU = 0, LEAKY_RELU = 1, ELU = 2, TANH = 3, SIGMOID = 4 };
 
 template <typename T>
@@ -35,7 +22,7 @@ __device__ __forceinline__ T activate(T v, int kind, T alpha) {
     switch (kind) {
         case RELU:       return v <= T(0) ? T(0) : v;  // NaN <= 0 is false: NaN propagates
         case LEAKY_RELU: return v > T(0) ? v : alpha * v;
-        case ELU:        return v > T(0) ? v : alpha * math_expm1(v);
+        case ELU:        return v > T(0) ? v : alpha * math_expm1(v);  // exact near 0
         case TANH:       return math_tanh(v);
         default: {       // SIGMOID
             const T e = math_exp(v >= T(0) ? -v : v);  // in (0, 1]: never overflows
@@ -44,7 +31,7 @@ __device__ __forceinline__ T activate(T v, int kind, T alpha) {
     }
 }
 
-// f'(x) * gy, given the input x and the output y = f(x).
+// From the saved y where that saves an exp (elu, tanh, sigmoid).
 template <typename T>
 __device__ __forceinline__ T activate_grad(T v, T out, T g, int kind, T alpha) {
     switch (kind) {

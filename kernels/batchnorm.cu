@@ -1,43 +1,18 @@
-// batchnorm.cu -- training-mode batch normalisation, forward and backward.
+// batchnorm.cu -- training-mode batch norm, forward and backward, per
+// channel c over its count = N*H*W values:
 //
-// Per channel c, over the count = N*H*W values x[:, c, :, :]:
-//     mean[c]   = sum(x) / count
-//     invstd[c] = 1 / sqrt(sum((x - mean)^2) / count + eps)     (biased variance)
-//     y         = gamma[c] * (x - mean) * invstd + beta[c]
-// Backward, with xhat = (x - mean) * invstd:
-//     gbeta[c]  = sum(gy)
-//     ggamma[c] = sum(gy * xhat)
-//     gx        = gamma * invstd * (gy - gbeta/count - xhat * ggamma/count)
+//     mean = sum(x) / count,   invstd = 1 / sqrt(sum((x - mean)^2) / count + eps)
+//     y = gamma * (x - mean) * invstd + beta,   xhat = (x - mean) * invstd
+//     gbeta = sum(gy),   ggamma = sum(gy * xhat)
+//     gx = gamma * invstd * (gy - gbeta/count - xhat * ggamma/count)
 //
-// Layout:
-//     x, y, gy, gx            (N, C, H, W)
-//     gamma, beta, mean,
-//     invstd, ggamma, gbeta   (C,)
-// Channel c's values sit in N runs of H*W contiguous elements, one run per
-// image, H*W*C elements apart.
-//
-// Launch: one block of 256 threads per channel (grid = C). The block walks
-// its channel's count values with a block-stride loop over the flat index
-// k = n*HW + hw (so adjacent threads read adjacent pixels: coalesced), keeps
-// a private partial sum, and the block reduces the partials (warp shuffles,
-// then 32 shared-memory slots: common.cuh::block_sum). One block per channel
-// means no atomics, no second kernel, and a fixed summation order: the
-// statistics are bitwise reproducible. The price: with few channels and huge
-// N*H*W the GPU has fewer blocks than SMs; a next version would split each
-// channel over several blocks and combine their partials in a second pass.
-//
-// Numerics: the mean and the variance are computed in two passes (first the
-// mean, then the sum of squared deviations from it), both accumulated in
-// DOUBLE, for float and double inputs alike. The one-pass formula
-// E[x^2] - E[x]^2 cancels catastrophically when |mean| >> std; two passes
-// over data that is already in L2 cost little, and double accumulators keep
-// a float32 sum of 10^6 values accurate to float32 precision. The backward
-// pass's elementwise gx runs in T: x - mean is exact for x near the mean
-// (Sterbenz) and only rounds where |x - mean| is large anyway.
-//
+// Layout: x, y, gy, gx (N, C, H, W); gamma, beta, mean, invstd, ggamma,
+// gbeta (C,). Channel c is N runs of H*W contiguous values.
+// Launch: one block of 256 threads per channel (grid = C), block-stride over
+// k = n*HW + hw, reduced with common.cuh::block_sum: no atomics, a fixed
+// order. Why two passes in double: kernels/README.md, "batchnorm.cu".
 // CPU twin: minigan/backend/cpu.py::batchnorm_forward / batchnorm_backward.
 // Test: tests/kernels/test_parity.py. Benchmark: benchmarks/bench_kernels.py.
-// Op: minigan/ops/norm.py (BatchNorm2d).
 #include "common.cuh"
 
 // Offset of the k-th value (k = n*HW + hw) of channel c in an (N, C, HW) tensor.
@@ -72,8 +47,7 @@ __global__ void batchnorm_forward_kernel(const T* __restrict__ x,      // (N, C,
         mean[c] = (T)mu;
         invstd[c] = (T)inv;
     }
-    // y = x * scale + shift: one fused multiply-add per element, in double
-    // because x * scale and shift nearly cancel when |mean| >> std.
+    // In double: x * scale and shift nearly cancel when |mean| >> std.
     const double scale = (double)gamma[c] * inv, shift = (double)beta[c] - mu * scale;
     for (int k = threadIdx.x; k < count; k += blockDim.x) {
         const index_t o = channel_offset(k, c, C, HW);
@@ -109,8 +83,7 @@ __global__ void batchnorm_backward_kernel(const T* __restrict__ x,       // (N, 
         gbeta[c] = (T)sum_g;
         ggamma[c] = (T)sum_gxhat;
     }
-    // gx = a * (gy - mean(gy) - xhat * mean(gy * xhat)): subtracting means
-    // (not count*gy - sum) keeps the float32 terms of similar size.
+    // Means, not count*gy - sum: the float32 terms stay of similar size.
     const T a = (T)((double)gamma[c] * (double)inv);
     const T mean_g = (T)(sum_g / count), mean_gxhat = (T)(sum_gxhat / count);
     for (int k = threadIdx.x; k < count; k += blockDim.x) {

@@ -1,37 +1,20 @@
-// softmax.cu -- row-wise softmax and its backward pass.
+// softmax.cu -- row-wise softmax (max-subtracted: exp never overflows) and
+// its backward pass.
 //
-//     y[r, k]  = exp(x[r, k] - m_r) / sum_k' exp(x[r, k'] - m_r),   m_r = max_k x[r, k]
+//     y[r, k]  = exp(x[r, k] - max_k' x[r, k']) / sum_k' exp(x[r, k'] - max)
 //     gx[r, k] = y[r, k] * (gy[r, k] - sum_k' y[r, k'] * gy[r, k'])
 //
-// Subtracting the row maximum changes nothing mathematically (it cancels in
-// the ratio) but keeps exp() from overflowing: the largest term is exp(0) = 1.
-//
-// Layout: x, y, gy, gx are (rows, cols), C-contiguous; a row is contiguous.
-// minigan/ops/softmax.py moves the softmax axis last and flattens the rest,
-// so self-attention's (N, HW, HW) scores arrive as (N*HW, HW).
-//
-// Launch: ONE WARP PER ROW, 8 warps (256 threads) per block, grid-stride over
-// rows. The 32 lanes stride along the row together, so every load is one
-// coalesced 128-byte transaction (float), and the row's max and sum are
-// combined with register shuffles alone: no shared memory, no __syncthreads.
-// minigan's rows are attention rows of 16..4096 entries, where a warp has
-// enough work per lane; a block per row would leave most of its threads idle
-// on 16-entry rows and pay block-wide synchronisation on every row.
-//
-// Forward is three sweeps over the row: max, sum of exponentials, write. The
-// row is re-read from L1/L2, not DRAM, for the rows minigan sees. A faster
-// version would fuse the first two sweeps with the "online softmax" rescaling
-// trick (Milakov & Gimelshein, 2018).
-//
+// Layout: x, y, gy, gx (rows, cols), C-contiguous (ops/softmax.py moves the
+// axis last: attention's (N, HW, HW) arrives as (N*HW, HW)).
+// Launch: one warp per row, 8 warps per 256-thread block, grid-stride over
+// rows; max and sum by shuffles alone (why: kernels/README.md, "softmax.cu").
 // CPU twin: minigan/backend/cpu.py::softmax_forward / softmax_backward.
 // Test: tests/kernels/test_parity.py. Benchmark: benchmarks/bench_kernels.py.
 #include "common.cuh"
 
 #define WARPS_PER_BLOCK (MINIGAN_BLOCK / 32)
 
-// Row r of the grid-stride loop for this warp; the loop bound is the same for
-// all 32 lanes, so the whole warp enters and leaves together and the
-// full-mask shuffles inside are safe.
+// All 32 lanes share the bound, so the full-mask shuffles inside are safe.
 #define ROW_LOOP(r, rows)                                                                  \
     for (index_t r = (index_t)blockIdx.x * WARPS_PER_BLOCK + (threadIdx.x >> 5); r < (rows); \
          r += (index_t)gridDim.x * WARPS_PER_BLOCK)

@@ -1,24 +1,15 @@
-// upsample.cu -- nearest-neighbour upsampling by an integer factor s, and
-// its backward pass (BEGAN's decoder doubles 8x8 -> 16x16 -> 32x32 -> 64x64).
+// upsample.cu -- nearest-neighbour upsampling by an integer factor s (BEGAN's
+// decoder), and its backward pass.
 //
 //     forward:   y[n, c, oy, ox] = x[n, c, oy / s, ox / s]
 //     backward:  gx[n, c, i, j]  = sum over a, b < s of gy[n, c, i*s + a, j*s + b]
 //
-// Layout:
-//     x, gx   (N, C, H, W)
-//     y, gy   (N, C, OH, OW), OH = H*s, OW = W*s for the forward pass; the
-//             backward pass takes gy's own OH, OW (H = OH // s, as cpu.py).
-//
-// Launch: both directions are gathers with one thread per OUTPUT element
-// (y forward, gx backward), blocks of 256, grid-stride, the last axis fastest.
-// Forward: stores are perfectly coalesced; the s neighbouring threads that
-// read the same x pixel are served by one load. Backward: each thread sums
-// its own s*s block of gy, so no two threads write one gx pixel (no atomics)
-// and the sum order is fixed.
-//
+// Layout: x, gx (N, C, H, W); y, gy (N, C, OH, OW), OH = H*s forward; the
+// backward takes gy's own OH, OW and H = OH / s (rows past H*s are dropped).
+// Launch: one thread per OUTPUT element in both directions, blocks of 256,
+// grid-stride: a gather, so the backward needs no atomics.
 // CPU twin: minigan/backend/cpu.py::upsample_nearest_forward / _backward.
 // Test: tests/kernels/test_parity.py. Benchmark: benchmarks/bench_kernels.py.
-// Op: minigan/ops/upsample.py.
 #include "common.cuh"
 
 template <typename T>

@@ -2,19 +2,10 @@
 
 Every function here has a twin of the same name and signature in
 :mod:`minigan.backend.cuda` that launches a kernel from ``kernels/*.cu``;
-``tests/kernels`` compares the two. Arrays are C-contiguous float32 or float64.
-
-Layouts (the same on both devices):
-
-* images ``x``: (N, C, H, W)
-* im2col columns: (C*KH*KW, N*OH*OW); row ``(c*KH + i)*KW + j``, column
-  ``(n*OH + oy)*OW + ox`` holds the input value
-  ``x[n, c, oy*SH - PH + i, ox*SW - PW + j]`` (0 outside the image). With
-  the whole batch side by side, a convolution is ONE matrix product
-  W (OC, C*KH*KW) @ cols, large enough to keep BLAS / cuBLAS busy even for
-  the 4x4 layers of a batch of 5.
-* batch-norm statistics: per channel, over (N, H, W).
-* softmax: over the last axis of a 2-D (rows, cols) array.
+``tests/kernels`` compares the two. Arrays are C-contiguous float32 or float64,
+in the layouts of the .cu files' headers (the im2col index map is drawn in
+kernels/README.md). The sections below follow the files of ``kernels/``, one
+section per file.
 
 All kernels are ``cache=True`` so their machine code is reused across runs,
 and each is compiled twice from one Python body (:func:`_kernel`): a
@@ -84,17 +75,13 @@ def _kernel(body=None, **options):
     serial_body.__qualname__ = body.__qualname__ + "_serial"
     return _Kernel(numba.njit(parallel=True, **flags)(body), numba.njit(**flags)(serial_body))
 
-# activation codes shared with kernels/activations.cu
-RELU, LEAKY_RELU, ELU, TANH, SIGMOID = 0, 1, 2, 3, 4
-ACTIVATIONS = {"relu": RELU, "leaky_relu": LEAKY_RELU, "elu": ELU, "tanh": TANH, "sigmoid": SIGMOID}
-
 
 def _contiguous(*arrays):
     return [np.ascontiguousarray(a) for a in arrays]
 
 
 # ---------------------------------------------------------------------------
-# im2col / col2im
+# im2col.cu
 # ---------------------------------------------------------------------------
 @_kernel
 def _im2col(x, cols, kh, kw, sh, sw, ph, pw, oh, ow):
@@ -128,6 +115,9 @@ def im2col(x, kh, kw, sh, sw, ph, pw, oh, ow):
     return cols
 
 
+# ---------------------------------------------------------------------------
+# col2im.cu
+# ---------------------------------------------------------------------------
 @_kernel
 def _col2im(cols, x, kh, kw, sh, sw, ph, pw, oh, ow):
     n_img, c_in, h, w = x.shape
@@ -164,24 +154,14 @@ def _col2im(cols, x, kh, kw, sh, sw, ph, pw, oh, ow):
 def col2im(cols, n, c, h, w, kh, kw, sh, sw, ph, pw, oh, ow):
     """columns (C*KH*KW, N*OH*OW) -> image (N, C, H, W), summing overlaps.
 
-    The adjoint of im2col: every column entry is added back onto the pixel it
-    was copied from. Algorithm: one (parallel) iteration per image plane
-    (n, c). It zeroes the plane, then for each kernel tap (i, j) walks that
-    tap's row of ``cols`` -- image n's segment, output row by output row --
-    and adds each run of OW values into the plane at rows ``oy*SH - PH + i``,
-    columns ``ox*SW - PW + j`` (the output ranges are clipped first, so the
-    inner loop tests nothing). The reads are sequential, the plane stays in
-    cache, no two iterations write the same pixel (no atomics), and every
-    pixel sums its entries in the same (i, j) order on every run: the result
-    is deterministic.
-
-    The CUDA twin computes the same sums as a *gather* (one thread per image
-    pixel loops over the windows that cover it): on a GPU one thread per
-    pixel is what avoids atomics. On a CPU one thread per plane avoids them as
-    well, and a scatter by taps reads ``cols`` sequentially where a gather
-    jumps between KH*KW rows of ``cols`` for every pixel (the gather version
-    this replaced ran at 0.3-0.9 GB/s on one core, this one at 5-10 GB/s, and
-    faster for stride 1, whose adds LLVM vectorises).
+    A scatter by planes, where col2im.cu gathers by pixels: one (parallel)
+    iteration per image plane (n, c) zeroes the plane, then adds each kernel
+    tap's row of ``cols`` into it, output row by output row, over ranges
+    clipped beforehand (the inner loop tests nothing). No two iterations
+    write the same pixel (no atomics), every pixel sums its entries in the
+    same (i, j) order on every run (deterministic), and ``cols`` is read
+    sequentially: 5-10 GB/s on one core, where a per-pixel gather jumping
+    between KH*KW rows of ``cols`` ran at 0.3-0.9 GB/s.
     """
     (cols,) = _contiguous(cols)
     x = np.empty((n, c, h, w), dtype=cols.dtype)
@@ -190,34 +170,37 @@ def col2im(cols, n, c, h, w, kh, kw, sh, sw, ph, pw, oh, ow):
 
 
 # ---------------------------------------------------------------------------
-# batch norm (training mode: batch statistics)
+# batchnorm.cu (training mode: batch statistics); x viewed as (N, C, H*W)
 # ---------------------------------------------------------------------------
 @_kernel
 def _batchnorm_forward(x, gamma, beta, eps, y, mean, invstd):
-    n_img, ch, h, w = x.shape
-    count = n_img * h * w
+    n_img, ch, hw = x.shape
+    count = n_img * hw
     for c in prange(ch):
-        s = 0.0
+        s = 0.0  # accumulators in float64 for both dtypes, as in batchnorm.cu
         for n in range(n_img):
-            for i in range(h):
-                for j in range(w):
-                    s += x[n, c, i, j]
+            for k in range(hw):
+                s += x[n, c, k]
         mu = s / count
         ss = 0.0
         for n in range(n_img):
-            for i in range(h):
-                for j in range(w):
-                    d = x[n, c, i, j] - mu
-                    ss += d * d
+            for k in range(hw):
+                d = x[n, c, k] - mu
+                ss += d * d
         inv = 1.0 / math.sqrt(ss / count + eps)
         mean[c] = mu
         invstd[c] = inv
         scale = gamma[c] * inv
         shift = beta[c] - mu * scale
         for n in range(n_img):
-            for i in range(h):
-                for j in range(w):
-                    y[n, c, i, j] = x[n, c, i, j] * scale + shift
+            for k in range(hw):
+                y[n, c, k] = x[n, c, k] * scale + shift
+
+
+def _per_channel(x):
+    """x (N, C, H, W) as (N, C, H*W), the layout of batchnorm.cu's loops."""
+    n, c, h, w = x.shape
+    return x.reshape(n, c, h * w)
 
 
 def batchnorm_forward(x, gamma, beta, eps):
@@ -230,31 +213,32 @@ def batchnorm_forward(x, gamma, beta, eps):
     y = np.empty_like(x)
     mean = np.empty(ch, dtype=x.dtype)
     invstd = np.empty(ch, dtype=x.dtype)
-    _batchnorm_forward(x.size, x, gamma, beta, eps, y, mean, invstd)
+    _batchnorm_forward(x.size, _per_channel(x), gamma, beta, eps, _per_channel(y), mean, invstd)
     return y, mean, invstd
 
 
 @_kernel
 def _batchnorm_backward(x, gy, gamma, mean, invstd, gx, ggamma, gbeta):
-    n_img, ch, h, w = x.shape
-    count = n_img * h * w
+    n_img, ch, hw = x.shape
+    count = n_img * hw
     for c in prange(ch):
-        sg = 0.0
-        sgx = 0.0
+        mu, inv = np.float64(mean[c]), np.float64(invstd[c])  # in double, as batchnorm.cu's sums
+        sum_g = 0.0
+        sum_gxhat = 0.0
         for n in range(n_img):
-            for i in range(h):
-                for j in range(w):
-                    g = gy[n, c, i, j]
-                    sg += g
-                    sgx += g * (x[n, c, i, j] - mean[c]) * invstd[c]
-        gbeta[c] = sg
-        ggamma[c] = sgx
-        k = gamma[c] * invstd[c] / count
+            for k in range(hw):
+                g = gy[n, c, k]
+                sum_g += g
+                sum_gxhat += g * ((x[n, c, k] - mu) * inv)
+        gbeta[c] = sum_g
+        ggamma[c] = sum_gxhat
+        # the formula of batchnorm.cu: gx = gamma*invstd * (gy - mean(gy) - xhat * mean(gy * xhat))
+        a = gamma[c] * inv
+        mean_g, mean_gxhat = sum_g / count, sum_gxhat / count
         for n in range(n_img):
-            for i in range(h):
-                for j in range(w):
-                    xhat = (x[n, c, i, j] - mean[c]) * invstd[c]
-                    gx[n, c, i, j] = k * (count * gy[n, c, i, j] - sg - xhat * sgx)
+            for k in range(hw):
+                xhat = (x[n, c, k] - mu) * inv
+                gx[n, c, k] = a * (gy[n, c, k] - mean_g - xhat * mean_gxhat)
 
 
 def batchnorm_backward(x, gy, gamma, mean, invstd):
@@ -264,12 +248,13 @@ def batchnorm_backward(x, gy, gamma, mean, invstd):
     gx = np.empty_like(x)
     ggamma = np.empty(ch, dtype=x.dtype)
     gbeta = np.empty(ch, dtype=x.dtype)
-    _batchnorm_backward(x.size, x, gy, gamma, mean, invstd, gx, ggamma, gbeta)
+    _batchnorm_backward(x.size, _per_channel(x), _per_channel(gy), gamma, mean, invstd, _per_channel(gx),
+                        ggamma, gbeta)
     return gx, ggamma, gbeta
 
 
 # ---------------------------------------------------------------------------
-# softmax over the last axis of a 2-D array
+# softmax.cu (over the last axis of a 2-D array)
 # ---------------------------------------------------------------------------
 # fastmath "reassoc" on the row sums only: it lets LLVM keep several partial
 # sums in one vector register (a fixed order, so still deterministic), where a
@@ -293,7 +278,7 @@ def softmax_forward(x):
     exp), then a numba kernel divides each row by its sum.
     """
     (x,) = _contiguous(x)
-    y = np.subtract(x, x.max(axis=1, keepdims=True))  # the largest term of a row becomes exp(0) = 1
+    y = np.subtract(x, x.max(axis=1, keepdims=True))
     np.exp(y, out=y)
     _softmax_normalize(y.size, y)
     return y
@@ -319,8 +304,15 @@ def softmax_backward(y, gy):
 
 
 # ---------------------------------------------------------------------------
-# activations (elementwise, flattened)
+# activations.cu (elementwise, flattened)
 # ---------------------------------------------------------------------------
+#: The activation kinds and their codes: THE table. ops/activation.py looks a
+#: name up here, cuda.py validates codes against it, and activations.cu's
+#: enum ActivationKind holds the same codes (tests/kernels/test_sources.py).
+ACTIVATIONS = {"relu": 0, "leaky_relu": 1, "elu": 2, "tanh": 3, "sigmoid": 4}
+RELU, LEAKY_RELU, ELU, TANH, SIGMOID = (ACTIVATIONS[k] for k in ("relu", "leaky_relu", "elu", "tanh", "sigmoid"))
+
+
 @_kernel
 def _activation_forward(x, y, kind, alpha):
     # relu, leaky_relu, and ELU's last step (y holds expm1(min(x, 0)) on entry):
@@ -347,7 +339,7 @@ def activation_forward(x, kind, alpha):
     """y = act(x) for act in ACTIVATIONS (``kind`` is its code).
 
     The transcendental part is a NumPy ufunc (tanh, expm1, exp: SIMD), the
-    rest a numba kernel; ELU uses expm1, exact near 0 where exp(x) - 1 cancels.
+    rest a numba kernel.
     """
     (x,) = _contiguous(x)
     y = np.empty_like(x)
@@ -367,15 +359,15 @@ def activation_forward(x, kind, alpha):
 @_kernel
 def _activation_backward(x, y, gy, gx, kind, alpha):
     for i in prange(x.size):
-        if kind == 0:
+        if kind == RELU:
             gx[i] = gy[i] if x[i] > 0 else 0.0
-        elif kind == 1:
+        elif kind == LEAKY_RELU:
             gx[i] = gy[i] if x[i] > 0 else alpha * gy[i]
-        elif kind == 2:
+        elif kind == ELU:
             gx[i] = gy[i] if x[i] > 0 else gy[i] * (y[i] + alpha)
-        elif kind == 3:
+        elif kind == TANH:
             gx[i] = gy[i] * (1.0 - y[i] * y[i])
-        else:
+        else:  # SIGMOID
             gx[i] = gy[i] * y[i] * (1.0 - y[i])
 
 
@@ -389,17 +381,19 @@ def activation_backward(x, y, gy, kind, alpha):
 
 
 # ---------------------------------------------------------------------------
-# nearest-neighbour upsampling by an integer factor
+# upsample.cu (nearest neighbour, integer factor); images viewed as planes (N*C, H, W)
 # ---------------------------------------------------------------------------
 @_kernel
 def _upsample_nearest_forward(x, y, scale):
-    n_img, ch, h, w = x.shape
-    for nc in prange(n_img * ch):
-        n = nc // ch
-        c = nc % ch
-        for i in range(h * scale):
-            for j in range(w * scale):
-                y[n, c, i, j] = x[n, c, i // scale, j // scale]
+    for p in prange(y.shape[0]):
+        for i in range(y.shape[1]):
+            for j in range(y.shape[2]):
+                y[p, i, j] = x[p, i // scale, j // scale]
+
+
+def _planes(a):
+    n, c, h, w = a.shape
+    return a.reshape(n * c, h, w)
 
 
 def upsample_nearest_forward(x, scale):
@@ -407,23 +401,20 @@ def upsample_nearest_forward(x, scale):
     (x,) = _contiguous(x)
     n, c, h, w = x.shape
     y = np.empty((n, c, h * scale, w * scale), dtype=x.dtype)
-    _upsample_nearest_forward(y.size, x, y, scale)
+    _upsample_nearest_forward(y.size, _planes(x), _planes(y), scale)
     return y
 
 
 @_kernel
 def _upsample_nearest_backward(gy, gx, scale):
-    n_img, ch, h, w = gx.shape
-    for nc in prange(n_img * ch):
-        n = nc // ch
-        c = nc % ch
-        for i in range(h):
-            for j in range(w):
+    for p in prange(gx.shape[0]):
+        for i in range(gx.shape[1]):
+            for j in range(gx.shape[2]):
                 acc = 0.0
                 for a in range(scale):
                     for b in range(scale):
-                        acc += gy[n, c, i * scale + a, j * scale + b]
-                gx[n, c, i, j] = acc
+                        acc += gy[p, i * scale + a, j * scale + b]
+                gx[p, i, j] = acc
 
 
 def upsample_nearest_backward(gy, scale):
@@ -431,12 +422,12 @@ def upsample_nearest_backward(gy, scale):
     (gy,) = _contiguous(gy)
     n, c, h, w = gy.shape
     gx = np.empty((n, c, h // scale, w // scale), dtype=gy.dtype)
-    _upsample_nearest_backward(gy.size, gy, gx, scale)
+    _upsample_nearest_backward(gy.size, _planes(gy), _planes(gx), scale)
     return gx
 
 
 # ---------------------------------------------------------------------------
-# Adam, in place
+# adam.cu (in place)
 # ---------------------------------------------------------------------------
 @_kernel
 def _adam_step(p, g, m, v, lr, beta1, beta2, eps, weight_decay, bias1, bias2):

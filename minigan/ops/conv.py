@@ -41,7 +41,7 @@ def conv_transpose_output_size(size, kernel, stride, padding, output_padding):
 
 def _channels_first(a):
     """(N, C, H, W) -> (C, N*H*W), contiguous: the layout the GEMMs and columns share."""
-    n, c = a.shape[:2]
+    c = a.shape[1]
     return backend.array_module(a).ascontiguousarray(a.transpose(1, 0, 2, 3)).reshape(c, -1)
 
 
@@ -93,7 +93,7 @@ class Conv2d(Function):
                 gx = backend.kernels_for(g).col2im(gcols, n, c, h, wd, kh, kw, sh, sw, ph, pw, oh, ow)
         if ctx.needs_grad[1]:
             gw = (g_cf @ cols.T).reshape(w.shape)
-        if len(ctx.needs_grad) > 2 and ctx.needs_grad[2]:
+        if ctx.needs_grad[2]:  # apply passes b even when it is None
             gb = g_cf.sum(axis=1)
         return gx, gw, gb
 
@@ -130,7 +130,7 @@ class ConvTranspose2d(Function):
             gx = _batch_first(w.reshape(c, -1) @ gcols, n, h, wd)
         if ctx.needs_grad[1]:
             gw = (x_cf @ gcols.T).reshape(w.shape)
-        if len(ctx.needs_grad) > 2 and ctx.needs_grad[2]:
+        if ctx.needs_grad[2]:  # apply passes b even when it is None
             gb = g.sum(axis=(0, 2, 3))
         return gx, gw, gb
 

@@ -1,4 +1,4 @@
-"""The CPU twins (minigan/backend/cpu.py) against plain NumPy, float32 and float64.
+"""The CPU twins (minigan/backend/cpu.py) against tests/reference.py, float32 and float64.
 
 The grids of shapes below are shared with test_parity.py, which holds the CUDA
 kernels to these same CPU twins: NumPy -> CPU twin -> CUDA kernel, one chain.
@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from minigan.backend import cpu
+from tests import reference
 
 DTYPES = [np.float32, np.float64]
 
@@ -76,6 +77,20 @@ def randn(rng, shape, dtype, scale=1.0, offset=0.0):
     return (rng.standard_normal(shape) * scale + offset).astype(dtype)
 
 
+def batchnorm_inputs(rng, shape, dtype, offset=0.0):
+    """x (N, C, H, W) of N(offset, 2^2) values, gamma and beta (C,)."""
+    x = randn(rng, shape, dtype, scale=2.0, offset=offset)
+    return x, randn(rng, shape[1], dtype), randn(rng, shape[1], dtype)
+
+
+def batchnorm_backward_inputs(rng, shape, dtype):
+    """x, gy, gamma and the CPU twin's mean and invstd of x: batchnorm_backward's arguments."""
+    x, gy = randn(rng, shape, dtype, offset=0.5), randn(rng, shape, dtype)
+    gamma = randn(rng, shape[1], dtype)
+    _, mean, invstd = cpu.batchnorm_forward(x, gamma, np.zeros_like(gamma), 1e-5)
+    return x, gy, gamma, mean, invstd
+
+
 def adam_state(rng, dtype):
     """Lists of (param, grad, m, v) for ADAM_SHAPES, with v >= 0 as it always is."""
     params = [randn(rng, s, dtype) for s in ADAM_SHAPES]
@@ -86,88 +101,7 @@ def adam_state(rng, dtype):
 
 
 # ---------------------------------------------------------------------------
-# NumPy references, written from the definitions
-# ---------------------------------------------------------------------------
-def _windows(h, w, kh, kw, sh, sw, ph, pw, oh, ow):
-    """Padded size and, per (i, j), the strided slices of the padded image that (oy, ox) reads."""
-    hp, wp = max(h + 2 * ph, (oh - 1) * sh + kh), max(w + 2 * pw, (ow - 1) * sw + kw)
-    slices = {(i, j): (slice(i, i + (oh - 1) * sh + 1, sh), slice(j, j + (ow - 1) * sw + 1, sw))
-              for i in range(kh) for j in range(kw)}
-    return hp, wp, slices
-
-
-def im2col_reference(x, kh, kw, sh, sw, ph, pw, oh, ow):
-    n, c, h, w = x.shape
-    hp, wp, slices = _windows(h, w, kh, kw, sh, sw, ph, pw, oh, ow)
-    padded = np.zeros((n, c, hp, wp), dtype=x.dtype)
-    padded[:, :, ph:ph + h, pw:pw + w] = x
-    cols = np.empty((n, c, kh, kw, oh, ow), dtype=x.dtype)
-    for (i, j), (ys, xs) in slices.items():
-        cols[:, :, i, j] = padded[:, :, ys, xs]
-    return cols.transpose(1, 2, 3, 0, 4, 5).reshape(c * kh * kw, n * oh * ow)
-
-
-def col2im_reference(cols, n, c, h, w, kh, kw, sh, sw, ph, pw, oh, ow):
-    """The scatter form: every column entry is added back onto the pixel it was copied from."""
-    hp, wp, slices = _windows(h, w, kh, kw, sh, sw, ph, pw, oh, ow)
-    padded = np.zeros((n, c, hp, wp), dtype=np.float64)
-    cols = cols.reshape(c, kh, kw, n, oh, ow).transpose(3, 0, 1, 2, 4, 5)
-    for (i, j), (ys, xs) in slices.items():
-        padded[:, :, ys, xs] += cols[:, :, i, j]
-    return padded[:, :, ph:ph + h, pw:pw + w]
-
-
-def batchnorm_reference(x, gamma, beta, eps):
-    x64 = x.astype(np.float64)
-    mean = x64.mean(axis=(0, 2, 3))
-    invstd = 1.0 / np.sqrt(x64.var(axis=(0, 2, 3)) + eps)
-    xhat = (x64 - mean[None, :, None, None]) * invstd[None, :, None, None]
-    return xhat * gamma[None, :, None, None] + beta[None, :, None, None], mean, invstd
-
-
-def batchnorm_backward_reference(x, gy, gamma, mean, invstd):
-    count = x.size // x.shape[1]
-    xhat = (x - mean[None, :, None, None]) * invstd[None, :, None, None]
-    gbeta = gy.sum(axis=(0, 2, 3), dtype=np.float64)
-    ggamma = (gy * xhat).sum(axis=(0, 2, 3), dtype=np.float64)
-    gx = (gamma * invstd)[None, :, None, None] * (
-        gy - gbeta[None, :, None, None] / count - xhat * ggamma[None, :, None, None] / count)
-    return gx, ggamma, gbeta
-
-
-def softmax_reference(x):
-    e = np.exp(x.astype(np.float64) - x.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
-
-
-def activation_reference(x, name, alpha):
-    x64 = x.astype(np.float64)
-    with np.errstate(over="ignore"):
-        return {"relu": np.maximum(x64, 0), "leaky_relu": np.where(x64 > 0, x64, alpha * x64),
-                "elu": np.where(x64 > 0, x64, alpha * np.expm1(np.minimum(x64, 0))), "tanh": np.tanh(x64),
-                "sigmoid": 1 / (1 + np.exp(-x64))}[name]
-
-
-def activation_grad_reference(x, gy, name, alpha):
-    """gy * f'(x), from x alone (the kernels use the saved output y where cheaper)."""
-    x64, y = x.astype(np.float64), activation_reference(x, name, alpha)
-    slope = {"relu": (x64 > 0) * 1.0, "leaky_relu": np.where(x64 > 0, 1.0, alpha),
-             "elu": np.where(x64 > 0, 1.0, alpha * np.exp(np.minimum(x64, 0))), "tanh": 1 - y * y,
-             "sigmoid": y * (1 - y)}[name]
-    return gy * slope
-
-
-def adam_reference(p, g, m, v, lr, beta1, beta2, eps, weight_decay, step):
-    p, g, m, v = (a.astype(np.float64) for a in (p, g, m, v))
-    g = g + weight_decay * p
-    m = beta1 * m + (1 - beta1) * g
-    v = beta2 * v + (1 - beta2) * g * g
-    p = p - lr * (m / (1 - beta1**step)) / (np.sqrt(v / (1 - beta2**step)) + eps)
-    return p, m, v
-
-
-# ---------------------------------------------------------------------------
-# the CPU twins against them
+# the CPU twins against tests/reference.py
 # ---------------------------------------------------------------------------
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("geometry", CONV_GEOMETRIES, ids=geometry_id)
@@ -176,7 +110,7 @@ def test_im2col(rng, geometry, dtype):
     x = randn(rng, shape, dtype)
     cols = cpu.im2col(x, *args)
     assert cols.dtype == dtype and cols.shape == (shape[1] * args[0] * args[1], shape[0] * args[6] * args[7])
-    np.testing.assert_array_equal(cols, im2col_reference(x, *args))  # a pure copy: exact
+    np.testing.assert_array_equal(cols, reference.im2col(x, *args))  # a pure copy: exact
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -187,7 +121,7 @@ def test_col2im(rng, geometry, dtype):
     cols = randn(rng, (c * kh * kw, n * oh * ow), dtype)
     x = cpu.col2im(cols, n, c, h, w, *args)
     assert x.dtype == dtype and x.shape == (n, c, h, w)
-    np.testing.assert_allclose(x, col2im_reference(cols, n, c, h, w, *args), **tolerance(dtype))
+    np.testing.assert_allclose(x, reference.col2im(cols, n, c, h, w, *args), **tolerance(dtype))
 
 
 @pytest.mark.parametrize("geometry", CONV_GEOMETRIES, ids=geometry_id)
@@ -204,10 +138,9 @@ def test_col2im_is_the_adjoint_of_im2col(rng, geometry):
 @pytest.mark.parametrize("offset", [0.0, 1000.0], ids=["centred", "mean1000"])
 @pytest.mark.parametrize("shape", BATCHNORM_SHAPES, ids=shape_id)
 def test_batchnorm_forward(rng, shape, offset, dtype):
-    x = randn(rng, shape, dtype, scale=2.0, offset=offset)
-    gamma, beta = randn(rng, shape[1], dtype), randn(rng, shape[1], dtype)
+    x, gamma, beta = batchnorm_inputs(rng, shape, dtype, offset)
     y, mean, invstd = cpu.batchnorm_forward(x, gamma, beta, 1e-5)
-    y_ref, mean_ref, invstd_ref = batchnorm_reference(x, gamma, beta, 1e-5)
+    y_ref, mean_ref, invstd_ref = reference.batch_norm(x, gamma, beta, 1e-5)
     assert y.dtype == mean.dtype == invstd.dtype == dtype
     for got, want in ((y, y_ref), (mean, mean_ref), (invstd, invstd_ref)):
         np.testing.assert_allclose(got, want, **tolerance(dtype))
@@ -216,12 +149,8 @@ def test_batchnorm_forward(rng, shape, offset, dtype):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", BATCHNORM_SHAPES, ids=shape_id)
 def test_batchnorm_backward(rng, shape, dtype):
-    x, gy = randn(rng, shape, dtype, offset=0.5), randn(rng, shape, dtype)
-    gamma = randn(rng, shape[1], dtype)
-    _, mean, invstd = cpu.batchnorm_forward(x, gamma, np.zeros_like(gamma), 1e-5)
-    got = cpu.batchnorm_backward(x, gy, gamma, mean, invstd)
-    want = batchnorm_backward_reference(x.astype(np.float64), gy.astype(np.float64), gamma.astype(np.float64),
-                                        mean.astype(np.float64), invstd.astype(np.float64))
+    inputs = batchnorm_backward_inputs(rng, shape, dtype)
+    got, want = cpu.batchnorm_backward(*inputs), reference.batch_norm_backward(*inputs)
     for g, w in zip(got, want):
         assert g.dtype == dtype
         np.testing.assert_allclose(g, w, **tolerance(dtype))
@@ -233,17 +162,15 @@ def test_softmax_forward(rng, shape, dtype):
     x = randn(rng, shape, dtype, scale=30.0)  # exp(x) alone would overflow float32
     y = cpu.softmax_forward(x)
     assert y.dtype == dtype and np.isfinite(y).all()
-    np.testing.assert_allclose(y, softmax_reference(x), **tolerance(dtype))
+    np.testing.assert_allclose(y, reference.softmax(x), **tolerance(dtype))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", SOFTMAX_SHAPES, ids=shape_id)
 def test_softmax_backward(rng, shape, dtype):
-    y = softmax_reference(randn(rng, shape, dtype)).astype(dtype)
+    y = reference.softmax(randn(rng, shape, dtype)).astype(dtype)
     gy = randn(rng, shape, dtype)
-    y64, gy64 = y.astype(np.float64), gy.astype(np.float64)
-    want = y64 * (gy64 - (y64 * gy64).sum(axis=1, keepdims=True))
-    np.testing.assert_allclose(cpu.softmax_backward(y, gy), want, **tolerance(dtype))
+    np.testing.assert_allclose(cpu.softmax_backward(y, gy), reference.softmax_backward(y, gy), **tolerance(dtype))
 
 
 def activation_input(rng, shape, dtype):
@@ -262,28 +189,25 @@ def test_activations(rng, shape, name, alpha, dtype):
     code = cpu.ACTIVATIONS[name]
     y = cpu.activation_forward(x, code, alpha)
     assert y.dtype == dtype and y.shape == shape and np.isfinite(y).all()
-    np.testing.assert_allclose(y, activation_reference(x, name, alpha), **tolerance(dtype))
+    np.testing.assert_allclose(y, reference.activation(x, name, alpha), **tolerance(dtype))
     gx = cpu.activation_backward(x, y, gy, code, alpha)
-    np.testing.assert_allclose(gx, activation_grad_reference(x, gy, name, alpha), **tolerance(dtype))
+    np.testing.assert_allclose(gx, reference.activation_grad(x, gy, name, alpha), **tolerance(dtype))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape,scale", UPSAMPLE_CASES, ids=lambda v: shape_id(v) if isinstance(v, tuple) else f"s{v}")
 def test_upsample_nearest_forward(rng, shape, scale, dtype):
     x = randn(rng, shape, dtype)
-    np.testing.assert_array_equal(cpu.upsample_nearest_forward(x, scale),
-                                  x.repeat(scale, axis=2).repeat(scale, axis=3))
+    np.testing.assert_array_equal(cpu.upsample_nearest_forward(x, scale), reference.upsample_nearest(x, scale))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape,scale", UPSAMPLE_BACKWARD_CASES,
                          ids=lambda v: shape_id(v) if isinstance(v, tuple) else f"s{v}")
 def test_upsample_nearest_backward(rng, shape, scale, dtype):
-    n, c, oh, ow = shape
     gy = randn(rng, shape, dtype)
-    h, w = oh // scale, ow // scale
-    want = gy[:, :, :h * scale, :w * scale].astype(np.float64).reshape(n, c, h, scale, w, scale).sum(axis=(3, 5))
-    np.testing.assert_allclose(cpu.upsample_nearest_backward(gy, scale), want, **tolerance(dtype))
+    np.testing.assert_allclose(cpu.upsample_nearest_backward(gy, scale), reference.upsample_nearest_backward(gy, scale),
+                               **tolerance(dtype))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -291,7 +215,7 @@ def test_upsample_nearest_backward(rng, shape, scale, dtype):
 def test_adam_step(rng, settings, dtype):
     for step in (1, 2, 10):
         for p, g, m, v in zip(*adam_state(rng, dtype)):
-            want = adam_reference(p, g, m, v, **settings, step=step)
+            want = reference.adam_step(p, g, m, v, **settings, step=step)
             cpu.adam_step(p, g, m, v, **settings, step=step)
             for got, w in zip((p, m, v), want):
                 np.testing.assert_allclose(got, w, **tolerance(dtype))

@@ -14,8 +14,8 @@ from minigan import backend
 from minigan.backend import cpu, cuda
 from tests.kernels.test_cpu_kernels import (ACTIVATION_SHAPES, ACTIVATIONS, ADAM_SETTINGS, BATCHNORM_SHAPES,
                                             CONV_GEOMETRIES, DTYPES, SOFTMAX_SHAPES, UPSAMPLE_BACKWARD_CASES,
-                                            UPSAMPLE_CASES, activation_input, adam_state, conv_args,
-                                            geometry_id, randn, shape_id)
+                                            UPSAMPLE_CASES, activation_input, adam_state, batchnorm_backward_inputs,
+                                            batchnorm_inputs, conv_args, geometry_id, randn, shape_id)
 
 pytestmark = pytest.mark.skipif(not backend.cuda_available(), reason="no CUDA GPU (CuPy) on this machine")
 
@@ -88,8 +88,7 @@ def test_col2im_rejects_columns_of_the_wrong_shape():
 @pytest.mark.parametrize("offset", [0.0, 1000.0], ids=["centred", "mean1000"])
 @pytest.mark.parametrize("shape", BATCHNORM_SHAPES, ids=shape_id)
 def test_batchnorm_forward(rng, shape, offset, dtype):
-    x = randn(rng, shape, dtype, scale=2.0, offset=offset)
-    gamma, beta = randn(rng, shape[1], dtype), randn(rng, shape[1], dtype)
+    x, gamma, beta = batchnorm_inputs(rng, shape, dtype, offset)
     got = cuda.batchnorm_forward(gpu(x), gpu(gamma), gpu(beta), 1e-5)
     for g, w in zip(got, cpu.batchnorm_forward(x, gamma, beta, 1e-5)):
         assert_parity(g, w, dtype)
@@ -98,11 +97,9 @@ def test_batchnorm_forward(rng, shape, offset, dtype):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", BATCHNORM_SHAPES, ids=shape_id)
 def test_batchnorm_backward(rng, shape, dtype):
-    x, gy = randn(rng, shape, dtype, offset=0.5), randn(rng, shape, dtype)
-    gamma = randn(rng, shape[1], dtype)
-    _, mean, invstd = cpu.batchnorm_forward(x, gamma, np.zeros_like(gamma), 1e-5)
-    got = cuda.batchnorm_backward(gpu(x), gpu(gy), gpu(gamma), gpu(mean), gpu(invstd))
-    for g, w in zip(got, cpu.batchnorm_backward(x, gy, gamma, mean, invstd)):
+    inputs = batchnorm_backward_inputs(rng, shape, dtype)
+    got = cuda.batchnorm_backward(*(gpu(a) for a in inputs))
+    for g, w in zip(got, cpu.batchnorm_backward(*inputs)):
         assert_parity(g, w, dtype)
 
 
