@@ -1,19 +1,44 @@
-"""Shared fixtures: the device parametrization (cuda skipped where no GPU is present)."""
+"""Shared fixtures: the device parametrization.
+
+Tests run on the cpu device unless they ask for another: the default device
+is pinned to cpu here, whatever the machine has (a GPU must not turn the
+CPU-only tests -- bit-exact resume, numba threads -- into GPU tests), and
+MINIGAN_DEVICE is taken out of the environment so that the CLI runs the tests
+start in subprocesses stay on cpu too.
+
+* ``device``: cpu, cuda-emu (the CUDA path on the CPU emulator: runs
+  everywhere) and cuda (skipped where no GPU is present);
+* ``kernel_device``: the devices that run kernels/*.cu, cuda-emu and cuda.
+  ``MINIGAN_DEVICE=cuda-emu`` (or ``cuda``) narrows it to that one device, so
+  ``MINIGAN_DEVICE=cuda-emu pytest tests/kernels/test_parity.py`` runs every
+  CUDA case on the emulator with nothing skipped.
+"""
 import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads libgomp: its idle threads must not spin
 
-import numpy as np
-import pytest
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
 
-from minigan import backend
+from minigan import backend  # noqa: E402
 
-DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
-    not backend.cuda_available(), reason="no CUDA GPU (CuPy) on this machine"))]
+ASKED = os.environ.pop("MINIGAN_DEVICE", "").strip().lower()
+backend.set_default_device("cpu")
+
+CUDA = pytest.param("cuda", marks=pytest.mark.skipif(not backend.cuda_available(),
+                                                     reason="no CUDA GPU (CuPy) on this machine"))
+EMU = backend.EMU
+DEVICES = ["cpu", EMU, CUDA]
+KERNEL_DEVICES = {EMU: [EMU], "cuda": [CUDA]}.get(ASKED, [EMU, CUDA])
 
 
 @pytest.fixture(params=DEVICES)
 def device(request):
+    return request.param
+
+
+@pytest.fixture(params=KERNEL_DEVICES)
+def kernel_device(request):
     return request.param
 
 
