@@ -226,13 +226,11 @@ inline void run_block() {
     Launch* L = launch_state;
     for (int i = 0; i < L->n_threads; ++i) L->threads[i].wait = RUNNING;
     for (;;) {
-        bool ran = false;
         for (int i = 0; i < L->n_threads && !L->failed; ++i) {
             Thread& t = L->threads[i];
             if (t.wait != RUNNING) continue;
             L->current = &t;
             swap(L->scheduler, t.context);
-            ran = true;
         }
         L->current = nullptr;
         if (L->failed) return;
@@ -256,20 +254,19 @@ inline void run_block() {
             for (int i = 0; i < L->n_threads; ++i) L->threads[i].wait = RUNNING;
             continue;
         }
+        launch_state->current = nullptr;
         for (int i = 0; i < L->n_threads; ++i) {
             const Thread& t = L->threads[i];
-            if (t.wait == AT_BARRIER && done > 0) {
-                launch_state->current = nullptr;
-                return fail("%s waits at __syncthreads() but %d thread(s) of its block have exited "
-                            "(a barrier inside divergent code)", describe(t), done);
-            }
-            if (t.wait == AT_WARP) {
-                launch_state->current = nullptr;
+            if (t.wait == AT_WARP)
                 return fail("%s waits at a warp operation (mask 0x%08x) that lanes of its warp never reach "
                             "(they are at __syncthreads() or elsewhere): deadlock", describe(t), t.mask);
-            }
         }
-        (void)ran;
+        for (int i = 0; i < L->n_threads; ++i) {
+            const Thread& t = L->threads[i];
+            if (t.wait == AT_BARRIER)
+                return fail("%s waits at __syncthreads() but %d thread(s) of its block have exited "
+                            "(a barrier inside divergent code)", describe(t), done);
+        }
         return fail("the block deadlocked");
     }
 }

@@ -16,7 +16,8 @@ for that dtype with ``name_expressions`` (``"im2col_kernel<float>"``); the
 module is then cached for the life of the process, and CuPy also caches the
 binary on disk (``~/.cupy/kernel_cache``) keyed by the source text.
 
-The .cu files are found with ``importlib.resources`` as the package
+The .cu files are found in ``$MINIGAN_KERNEL_DIR`` when it is set (an edited
+copy of the folder), else with ``importlib.resources`` as the package
 ``minigan._kernels`` (an installed wheel ships them there, see
 ``[tool.setuptools]`` in pyproject.toml), falling back to the ``kernels/``
 folder of a source checkout.
@@ -33,6 +34,7 @@ from __future__ import annotations
 
 import functools
 import importlib.resources
+import os
 from pathlib import Path
 
 import numpy as np
@@ -66,8 +68,8 @@ _INCLUDE = f'#include "{HEADER}"'
 # ---------------------------------------------------------------------------
 # finding, loading and compiling the kernels
 # ---------------------------------------------------------------------------
-def kernel_dir():
-    """The folder holding the .cu files: the installed package, else the checkout's kernels/."""
+def packaged_kernel_dir():
+    """The folder of the .cu files minigan ships: the installed package, else the checkout's kernels/."""
     try:
         root = importlib.resources.files("minigan._kernels")
         if root.joinpath(HEADER).is_file():
@@ -75,6 +77,17 @@ def kernel_dir():
     except ModuleNotFoundError:
         pass
     return Path(__file__).resolve().parents[2] / "kernels"
+
+
+def kernel_dir():
+    """The folder the kernels are read from: $MINIGAN_KERNEL_DIR (an edited copy of kernels/, e.g.
+    with a printf in a kernel) when set, else :func:`packaged_kernel_dir`."""
+    override = os.environ.get("MINIGAN_KERNEL_DIR")
+    if not override:
+        return packaged_kernel_dir()
+    if not (Path(override) / HEADER).is_file():
+        raise RuntimeError(f"MINIGAN_KERNEL_DIR={override} holds no {HEADER}: point it at a copy of kernels/.")
+    return Path(override)
 
 
 def kernel_source(filename: str) -> str:

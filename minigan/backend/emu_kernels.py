@@ -135,9 +135,13 @@ def compiler() -> str | None:
 
 
 def header_path() -> Path:
+    """kernels/cuda_emu.h, from the kernel folder in use (an edited copy may bring its own)."""
     from minigan.backend import cuda
 
-    return Path(str(cuda.kernel_dir().joinpath(HEADER)))
+    for folder in (cuda.kernel_dir(), cuda.packaged_kernel_dir()):
+        if folder.joinpath(HEADER).is_file():
+            return Path(str(folder.joinpath(HEADER)))
+    raise EmulatorError(f"{HEADER} is missing from {cuda.packaged_kernel_dir()}: reinstall minigan.")
 
 
 def cache_dir() -> Path:
