@@ -14,6 +14,7 @@ start in subprocesses stay on cpu too.
   CUDA case on the emulator with nothing skipped.
 """
 import os
+import shutil
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads libgomp: its idle threads must not spin
 
@@ -40,6 +41,34 @@ def device(request):
 @pytest.fixture(params=KERNEL_DEVICES)
 def kernel_device(request):
     return request.param
+
+
+# a planted bug for the tests that must catch one: im2col reads the padding as 1 instead of 0
+PADDING_READ_AS_ONE = ("im2col.cu", "? __ldg(plane + (index_t)y * W + xx) : T(0);",
+                       "? __ldg(plane + (index_t)y * W + xx) : T(1);")
+
+
+@pytest.fixture
+def planted(tmp_path, monkeypatch):
+    """plant(file, old, new): a copy of kernels/ with one edit, in use (MINIGAN_KERNEL_DIR) until the test ends.
+
+    kernels/ itself is never touched.
+    """
+    from minigan.backend import cuda
+
+    folder = tmp_path / "kernels"
+    shutil.copytree(cuda.packaged_kernel_dir(), folder)
+
+    def plant(filename, old, new):
+        text = (folder / filename).read_text()
+        assert text.count(old) == 1, f"the line this test plants a bug in is gone from {filename}: update the test"
+        (folder / filename).write_text(text.replace(old, new))
+        monkeypatch.setenv("MINIGAN_KERNEL_DIR", str(folder))
+        cuda.clear_caches()
+
+    yield plant
+    monkeypatch.delenv("MINIGAN_KERNEL_DIR", raising=False)
+    cuda.clear_caches()
 
 
 def has_torch() -> bool:

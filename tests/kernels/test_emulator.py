@@ -12,14 +12,13 @@
 """
 from __future__ import annotations
 
-import shutil
-
 import numpy as np
 import pytest
 
 from minigan import backend
 from minigan.backend import cpu, cuda, emu_cupy as ecp
 from minigan.backend import emu_kernels
+from tests.conftest import PADDING_READ_AS_ONE
 from tests.kernels import test_parity
 from tests.kernels.test_cpu_kernels import BATCHNORM_SHAPES, CONV_GEOMETRIES, DTYPES
 
@@ -248,23 +247,6 @@ def test_libraries_are_cached_by_source_text(tmp_path, monkeypatch):
 # ---------------------------------------------------------------------------
 # planted bugs in a copy of kernels/ fail the parity tests that guard them
 # ---------------------------------------------------------------------------
-@pytest.fixture
-def planted(tmp_path, monkeypatch):
-    """plant(file, old, new): a copy of kernels/ with one edit, in use until the test ends."""
-    folder = tmp_path / "kernels"
-    shutil.copytree(cuda.packaged_kernel_dir(), folder)
-
-    def plant(filename, old, new):
-        text = (folder / filename).read_text()
-        assert text.count(old) == 1, f"the line this test plants a bug in is gone from {filename}: update the test"
-        (folder / filename).write_text(text.replace(old, new))
-        monkeypatch.setenv("MINIGAN_KERNEL_DIR", str(folder))
-        cuda.clear_caches()
-
-    yield plant
-    cuda.clear_caches()
-
-
 def outcomes(test, cases):
     """{case: True if the parity test passed} for each keyword-argument set in ``cases``."""
     gpu = lambda a: backend.to_device(a, EMU)  # noqa: E731
@@ -279,7 +261,7 @@ def outcomes(test, cases):
 
 
 def test_a_padding_read_as_one_fails_the_im2col_parity_test(planted):
-    planted("im2col.cu", "? __ldg(plane + (index_t)y * W + xx) : T(0);", "? __ldg(plane + (index_t)y * W + xx) : T(1);")
+    planted(*PADDING_READ_AS_ONE)
     cases = {g: dict(geometry=g, dtype=d, grid_cap="grid") for g in CONV_GEOMETRIES for d in DTYPES[:1]}
     passed = outcomes(test_parity.test_im2col, cases)
     padded = {g: g[3] != (0, 0) for g in CONV_GEOMETRIES}

@@ -17,6 +17,7 @@ import pytest
 import minigan.ops as F
 from minigan import Tensor, backend, imageio
 from minigan.cli import main
+from tests.conftest import PADDING_READ_AS_ONE
 
 EMU = backend.EMU
 TINY = ["--image-size", "32", "--width", "4", "--batch", "2", "--iters", "2", "--sample-every", "2",
@@ -72,3 +73,46 @@ def test_train_on_cuda_emu_end_to_end(tmp_path):
     out = tmp_path / "run"
     assert main(["train", "--model", "dcgan", "--device", EMU, "--out", str(out), *TINY]) == 0
     assert (out / "checkpoint.npz").is_file() and (out / "samples" / "step_000002.png").is_file()
+
+
+# ---------------------------------------------------------------------------
+# minigan check
+# ---------------------------------------------------------------------------
+@pytest.mark.parametrize("device", ["cpu", EMU])
+def test_check_passes(device, capsys):
+    assert main(["check", "--device", device]) == 0
+    out = capsys.readouterr().out
+    for model in ("sagan", "dcgan", "began"):
+        assert f"train step {model}" in out
+    assert "FAIL" not in out and ("kernel im2col float64" in out) == (device == EMU)
+
+
+def test_check_fails_on_a_kernel_mismatch(planted, capsys):
+    planted(*PADDING_READ_AS_ONE)
+    assert main(["check", "--device", EMU]) == 1
+    failed = [line for line in capsys.readouterr().out.splitlines() if "FAIL" in line]
+    assert failed and all(line.startswith("kernel im2col") for line in failed), failed
+
+
+def test_check_names_the_pip_package_of_a_missing_cuda_library(monkeypatch, capsys):
+    from minigan.backend import cuda, emu_kernels
+
+    def no_nvrtc(*args, **kwargs):
+        raise OSError("libnvrtc.so.12: cannot open shared object file: No such file or directory")
+
+    monkeypatch.setattr(emu_kernels, "build", no_nvrtc)
+    cuda.clear_caches()
+    try:
+        assert main(["check", "--device", EMU]) == 2
+    finally:
+        cuda.clear_caches()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("minigan: error: ") and "pip install nvidia-cuda-nvrtc-cu12" in err[0]
+
+
+def test_check_on_cuda_without_a_gpu_is_one_line(capsys):
+    if backend.cuda_available():
+        pytest.skip("a GPU is present")
+    assert main(["check", "--device", "cuda"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("minigan: error: ") and "cuda" in err[0]
