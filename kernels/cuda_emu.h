@@ -305,6 +305,7 @@ inline int run_grid(void (*body)(void*), void* closure, const unsigned* grid, co
                 L.block_idx.z = z;
                 run_block();
             }
+    fflush(stdout);  // a kernel's printf output appears when its launch returns, as after a CUDA sync
     const int status = L.failed ? 1 : 0;
     if (L.failed) snprintf(error, error_size, "%s", L.error);
     free(L.threads);
