@@ -13,6 +13,7 @@ import warnings
 
 import numpy as np
 
+from minigan.backend import DEVICES
 from minigan.train.config import MODEL_NAMES, RECIPES, TrainConfig
 
 
@@ -39,7 +40,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--out", default=None, help="run folder (default: runs/MODEL)")
     t.add_argument("--iters", type=int, default=2000)
     t.add_argument("--batch", type=int, default=None, help="default: the model's seed batch size")
-    t.add_argument("--device", default=None, choices=["cpu", "cuda"])
+    t.add_argument("--device", default=None, choices=DEVICES)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     t.add_argument("--image-size", type=int, default=64, choices=[32, 64, 128])
@@ -77,7 +78,7 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--out", required=True, help="folder for the images (or the grid's .png path with --grid)")
     g.add_argument("--grid", action="store_true", help="one grid image instead of one file per image")
     g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--device", default=None, choices=["cpu", "cuda"])
+    g.add_argument("--device", default=None, choices=DEVICES)
     g.add_argument("--no-ema", action="store_true", help="sample from G itself, not its moving average")
 
     i = sub.add_parser("interpolate", help="a latent walk (spherical interpolation) as a GIF and a strip")
@@ -86,7 +87,7 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument("--points", type=int, default=4, help="key points in latent space")
     i.add_argument("--frames", type=int, default=12, help="frames between two key points")
     i.add_argument("--seed", type=int, default=0)
-    i.add_argument("--device", default=None, choices=["cpu", "cuda"])
+    i.add_argument("--device", default=None, choices=DEVICES)
 
     e = sub.add_parser("eval", help="quality metrics of a run against its (or another) data set")
     e.add_argument("--ckpt", required=True)
@@ -94,7 +95,9 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--n", type=int, default=1000, help="generated images to evaluate")
     e.add_argument("--json", action="store_true")
     e.add_argument("--seed", type=int, default=0)
-    e.add_argument("--device", default=None, choices=["cpu", "cuda"])
+    e.add_argument("--device", default=None, choices=DEVICES)
+    c = sub.add_parser("check", help="compile every kernel, test each against its CPU twin, time a step")
+    c.add_argument("--device", default=None, choices=DEVICES)
     return p
 
 
@@ -214,10 +217,16 @@ def _one_line_warnings():
     warnings.showwarning = show
 
 
+def _check(args) -> int:
+    from minigan.check import main as check
+
+    return check(args.device)
+
+
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     _one_line_warnings()
-    commands = {"train": _train, "generate": _generate, "interpolate": _interpolate, "eval": _eval}
+    commands = {"train": _train, "generate": _generate, "interpolate": _interpolate, "eval": _eval, "check": _check}
     try:
         return commands[args.command](args)
     except KeyboardInterrupt:

@@ -12,11 +12,12 @@ import numpy as np
 from PIL import Image
 
 from minigan import backend
+from minigan.tensor import Tensor
 
 
 def to_uint8(images) -> np.ndarray:
     """Float images (N, 3, H, W) in [-1, 1] (NumPy, CuPy or Tensor) -> uint8 (N, H, W, 3)."""
-    data = getattr(images, "data", images)
+    data = images.data if isinstance(images, Tensor) else images  # an array's .data is its buffer, not it
     a = backend.to_numpy(data).astype(np.float64)
     a = np.clip((a + 1.0) * 127.5 + 0.5, 0, 255).astype(np.uint8)
     return np.ascontiguousarray(a.transpose(0, 2, 3, 1))

@@ -3,7 +3,11 @@
 Every function here has a twin of the same name and signature in
 :mod:`minigan.backend.cpu` (read its docstring for the layouts);
 ``tests/kernels/test_parity.py`` compares the two. Arrays are CuPy arrays,
-float32 or float64.
+float32 or float64 -- or, on the cuda-emu device, arrays of
+:mod:`minigan.backend.emu_cupy`, CuPy's NumPy-backed stand-in, whose
+RawModule runs the same kernels on the CPU emulator. Every function takes
+its ``cp`` (CuPy or the stand-in) from its first input at call time, so the
+launcher code below is the same for both.
 
 Where the kernels come from: ``kernels/*.cu``, CUDA C templates over the
 element type. The first call that needs a kernel file for a dtype compiles it
@@ -12,7 +16,8 @@ for that dtype with ``name_expressions`` (``"im2col_kernel<float>"``); the
 module is then cached for the life of the process, and CuPy also caches the
 binary on disk (``~/.cupy/kernel_cache``) keyed by the source text.
 
-The .cu files are found with ``importlib.resources`` as the package
+The .cu files are found in ``$MINIGAN_KERNEL_DIR`` when it is set (an edited
+copy of the folder), else with ``importlib.resources`` as the package
 ``minigan._kernels`` (an installed wheel ships them there, see
 ``[tool.setuptools]`` in pyproject.toml), falling back to the ``kernels/``
 folder of a source checkout.
@@ -29,16 +34,13 @@ from __future__ import annotations
 
 import functools
 import importlib.resources
+import os
 from pathlib import Path
 
 import numpy as np
 
+from minigan import backend
 from minigan.backend.cpu import ACTIVATIONS
-
-try:
-    import cupy as cp
-except ImportError:  # a CPU-only install: the tables and sources below still load
-    cp = None
 
 BLOCK = 256  # threads per block of every 1-D launch (kernels/common.cuh: MINIGAN_BLOCK)
 MAX_BLOCKS = 65535  # grid cap for grid-stride kernels: past it threads loop instead
@@ -66,8 +68,8 @@ _INCLUDE = f'#include "{HEADER}"'
 # ---------------------------------------------------------------------------
 # finding, loading and compiling the kernels
 # ---------------------------------------------------------------------------
-def kernel_dir():
-    """The folder holding the .cu files: the installed package, else the checkout's kernels/."""
+def packaged_kernel_dir():
+    """The folder of the .cu files minigan ships: the installed package, else the checkout's kernels/."""
     try:
         root = importlib.resources.files("minigan._kernels")
         if root.joinpath(HEADER).is_file():
@@ -75,6 +77,17 @@ def kernel_dir():
     except ModuleNotFoundError:
         pass
     return Path(__file__).resolve().parents[2] / "kernels"
+
+
+def kernel_dir():
+    """The folder the kernels are read from: $MINIGAN_KERNEL_DIR (an edited copy of kernels/, e.g.
+    with a printf in a kernel) when set, else :func:`packaged_kernel_dir`."""
+    override = os.environ.get("MINIGAN_KERNEL_DIR")
+    if not override:
+        return packaged_kernel_dir()
+    if not (Path(override) / HEADER).is_file():
+        raise RuntimeError(f"MINIGAN_KERNEL_DIR={override} holds no {HEADER}: point it at a copy of kernels/.")
+    return Path(override)
 
 
 def kernel_source(filename: str) -> str:
@@ -95,16 +108,31 @@ def name_expression(kernel: str, ctype: str) -> str:
     return f"{kernel}<{ctype}>"
 
 
+def _cp(a):
+    """The CuPy module owning device array ``a``: cupy itself, or cuda-emu's stand-in."""
+    cp = backend.array_module(a)
+    if cp is np:
+        raise TypeError(f"minigan's CUDA kernels take device arrays, got a host {type(a).__name__}; "
+                        "move it with backend.to_device(a, device).")
+    return cp
+
+
 @functools.lru_cache(maxsize=None)
-def _module(filename: str, ctype: str):
-    """One RawModule per (kernel file, element type); NVRTC runs on the first get_function."""
+def _module(cp, filename: str, ctype: str):
+    """One RawModule per (CuPy, kernel file, element type); NVRTC runs on the first get_function."""
     names = tuple(name_expression(k, ctype) for k in KERNELS[filename])
     return cp.RawModule(code=kernel_source(filename), name_expressions=names)
 
 
 @functools.lru_cache(maxsize=None)
-def _function(kernel: str, ctype: str):
-    return _module(_FILE_OF[kernel], ctype).get_function(name_expression(kernel, ctype))
+def _function(cp, kernel: str, ctype: str):
+    return _module(cp, _FILE_OF[kernel], ctype).get_function(name_expression(kernel, ctype))
+
+
+def clear_caches() -> None:
+    """Forget the compiled modules (after kernel_dir() changed, e.g. to an edited copy of kernels/)."""
+    _function.cache_clear()
+    _module.cache_clear()
 
 
 def _dtype(a) -> np.dtype:
@@ -117,11 +145,11 @@ def _dtype(a) -> np.dtype:
 
 
 def _inputs(first, *others):
-    """``first`` and ``others`` as C-contiguous CuPy arrays of first's float dtype, and that dtype."""
-    dtype = _dtype(first)
+    """``first`` and ``others`` as C-contiguous CuPy arrays of first's float dtype, that dtype and CuPy."""
+    dtype, cp = _dtype(first), _cp(first)
     arrays = [cp.ascontiguousarray(first)]
     arrays += [cp.ascontiguousarray(a, dtype=dtype) for a in others]
-    return arrays, dtype
+    return arrays, dtype, cp
 
 
 def _check_int32(*values) -> None:
@@ -146,14 +174,14 @@ def grid_size(threads: int) -> int:
     return min(ceil_div(threads, BLOCK), MAX_BLOCKS)
 
 
-def _launch(kernel: str, dtype: np.dtype, blocks: int, args) -> None:
+def _launch(cp, kernel: str, dtype: np.dtype, blocks: int, args) -> None:
     """Launch ``kernel<ctype of dtype>`` on ``blocks`` blocks of BLOCK threads (none: no launch).
 
     The one launch helper of this module: every contract function below only
     allocates its outputs and lists the kernel's arguments in order.
     """
     if blocks > 0:  # a 0-block grid is a CUDA launch error, and there is nothing to do
-        _function(kernel, CTYPES[dtype])((int(blocks),), (BLOCK,), tuple(args))
+        _function(cp, kernel, CTYPES[dtype])((int(blocks),), (BLOCK,), tuple(args))
 
 
 # ---------------------------------------------------------------------------
@@ -161,25 +189,25 @@ def _launch(kernel: str, dtype: np.dtype, blocks: int, args) -> None:
 # ---------------------------------------------------------------------------
 def im2col(x, kh, kw, sh, sw, ph, pw, oh, ow):
     """x (N, C, H, W) -> columns (C*KH*KW, N*OH*OW)."""
-    (x,), dtype = _inputs(x)
+    (x,), dtype, cp = _inputs(x)
     n, c, h, w = x.shape
     _check_int32(n * oh * ow)  # a row of cols is indexed with an int in the kernel
     cols = cp.empty((c * kh * kw, n * oh * ow), dtype=dtype)
     total = c * n * oh * ow
-    _launch("im2col_kernel", dtype, grid_size(total),
+    _launch(cp, "im2col_kernel", dtype, grid_size(total),
             [x, cols, np.int64(total), *_i32(n, c, h, w, kh, kw, sh, sw, ph, pw, oh, ow)])
     return cols
 
 
 def col2im(cols, n, c, h, w, kh, kw, sh, sw, ph, pw, oh, ow):
     """columns (C*KH*KW, N*OH*OW) -> image (N, C, H, W), summing overlaps (a gather)."""
-    (cols,), dtype = _inputs(cols)
+    (cols,), dtype, cp = _inputs(cols)
     if cols.shape != (c * kh * kw, n * oh * ow):
         raise ValueError(f"col2im: columns of shape {cols.shape} do not match ({c * kh * kw}, {n * oh * ow}) "
                          f"for N={n}, C={c}, a {kh}x{kw} kernel and a {oh}x{ow} output.")
     _check_int32(n * oh * ow, h * w)  # a row of cols and an image plane are indexed with ints
     x = cp.empty((n, c, h, w), dtype=dtype)
-    _launch("col2im_kernel", dtype, grid_size(x.size),
+    _launch(cp, "col2im_kernel", dtype, grid_size(x.size),
             [cols, x, np.int64(x.size), *_i32(n, c, h, w, kh, kw, sh, sw, ph, pw, oh, ow)])
     return x
 
@@ -196,24 +224,24 @@ def batchnorm_forward(x, gamma, beta, eps):
 
     Returns (y, mean (C,), invstd (C,)).
     """
-    (x, gamma, beta), dtype = _inputs(x, gamma, beta)
+    (x, gamma, beta), dtype, cp = _inputs(x, gamma, beta)
     c = x.shape[1]
     y = cp.empty_like(x)
     mean = cp.empty(c, dtype=dtype)
     invstd = cp.empty(c, dtype=dtype)
-    _launch("batchnorm_forward_kernel", dtype, c,
+    _launch(cp, "batchnorm_forward_kernel", dtype, c,
             [x, gamma, beta, y, mean, invstd, *_per_channel_sizes(x), dtype.type(eps)])
     return y, mean, invstd
 
 
 def batchnorm_backward(x, gy, gamma, mean, invstd):
     """Gradients of training-mode batch norm: returns (gx, ggamma, gbeta)."""
-    (x, gy, gamma, mean, invstd), dtype = _inputs(x, gy, gamma, mean, invstd)
+    (x, gy, gamma, mean, invstd), dtype, cp = _inputs(x, gy, gamma, mean, invstd)
     c = x.shape[1]
     gx = cp.empty_like(x)
     ggamma = cp.empty(c, dtype=dtype)
     gbeta = cp.empty(c, dtype=dtype)
-    _launch("batchnorm_backward_kernel", dtype, c,
+    _launch(cp, "batchnorm_backward_kernel", dtype, c,
             [x, gy, gamma, mean, invstd, gx, ggamma, gbeta, *_per_channel_sizes(x)])
     return gx, ggamma, gbeta
 
@@ -228,19 +256,19 @@ def _rows_grid(a):
 
 def softmax_forward(x):
     """Row-wise softmax of x (rows, cols), max-subtracted for stability."""
-    (x,), dtype = _inputs(x)
+    (x,), dtype, cp = _inputs(x)
     y = cp.empty_like(x)
     blocks, sizes = _rows_grid(x)
-    _launch("softmax_forward_kernel", dtype, blocks, [x, y, *sizes])
+    _launch(cp, "softmax_forward_kernel", dtype, blocks, [x, y, *sizes])
     return y
 
 
 def softmax_backward(y, gy):
     """gx = y * (gy - sum(y * gy)) row by row."""
-    (y, gy), dtype = _inputs(y, gy)
+    (y, gy), dtype, cp = _inputs(y, gy)
     gx = cp.empty_like(y)
     blocks, sizes = _rows_grid(y)
-    _launch("softmax_backward_kernel", dtype, blocks, [y, gy, gx, *sizes])
+    _launch(cp, "softmax_backward_kernel", dtype, blocks, [y, gy, gx, *sizes])
     return gx
 
 
@@ -252,38 +280,38 @@ def _activation_code(kind):
 
 def activation_forward(x, kind, alpha):
     """y = act(x) for act in ACTIVATIONS (``kind`` is its code)."""
-    (x,), dtype = _inputs(x)
+    (x,), dtype, cp = _inputs(x)
     y = cp.empty_like(x)
-    _launch("activation_forward_kernel", dtype, grid_size(x.size),
+    _launch(cp, "activation_forward_kernel", dtype, grid_size(x.size),
             [x, y, np.int64(x.size), _activation_code(kind), dtype.type(alpha)])
     return y
 
 
 def activation_backward(x, y, gy, kind, alpha):
     """gx from the input x, the output y and the output gradient gy."""
-    (x, y, gy), dtype = _inputs(x, y, gy)
+    (x, y, gy), dtype, cp = _inputs(x, y, gy)
     gx = cp.empty_like(x)
-    _launch("activation_backward_kernel", dtype, grid_size(x.size),
+    _launch(cp, "activation_backward_kernel", dtype, grid_size(x.size),
             [x, y, gy, gx, np.int64(x.size), _activation_code(kind), dtype.type(alpha)])
     return gx
 
 
 def upsample_nearest_forward(x, scale):
     """x (N, C, H, W) -> (N, C, H*scale, W*scale), each pixel repeated."""
-    (x,), dtype = _inputs(x)
+    (x,), dtype, cp = _inputs(x)
     n, c, h, w = x.shape
     y = cp.empty((n, c, h * scale, w * scale), dtype=dtype)
-    _launch("upsample_nearest_forward_kernel", dtype, grid_size(y.size),
+    _launch(cp, "upsample_nearest_forward_kernel", dtype, grid_size(y.size),
             [x, y, np.int64(y.size), *_i32(h, w, h * scale, w * scale, scale)])
     return y
 
 
 def upsample_nearest_backward(gy, scale):
     """Sum each scale x scale block of gy (N, C, H*s, W*s) into gx (N, C, H, W)."""
-    (gy,), dtype = _inputs(gy)
+    (gy,), dtype, cp = _inputs(gy)
     n, c, oh, ow = gy.shape
     gx = cp.empty((n, c, oh // scale, ow // scale), dtype=dtype)
-    _launch("upsample_nearest_backward_kernel", dtype, grid_size(gx.size),
+    _launch(cp, "upsample_nearest_backward_kernel", dtype, grid_size(gx.size),
             [gy, gx, np.int64(gx.size), *_i32(oh // scale, ow // scale, oh, ow, scale)])
     return gx
 
@@ -311,10 +339,10 @@ def adam_step(param, grad, m, v, lr, beta1, beta2, eps, weight_decay, step):
     ``step`` counts from 1; weight decay is the L2 kind (added to the gradient),
     as in ``torch.optim.Adam``.
     """
-    dtype = _dtype(param)
+    dtype, cp = _dtype(param), _cp(param)
     _adam_state(dtype, param, m, v)
     grad = cp.ascontiguousarray(grad, dtype=dtype)
-    _launch("adam_kernel", dtype, grid_size(param.size),
+    _launch(cp, "adam_kernel", dtype, grid_size(param.size),
             [param, grad, m, v, np.int64(param.size),
              *_adam_scalars(dtype, lr, beta1, beta2, eps, weight_decay, step)])
 
@@ -322,14 +350,14 @@ def adam_step(param, grad, m, v, lr, beta1, beta2, eps, weight_decay, step):
 _adam_table_cache: dict = {}  # the last pointer table uploaded, keyed by its contents
 
 
-def _adam_table(params, grads, ms, vs):
+def _adam_table(cp, params, grads, ms, vs):
     """The (6, P) int64 table of adam_multi_kernel (see kernels/adam.cu) and the chunk count."""
     sizes = np.array([p.size for p in params], dtype=np.int64)
     chunks = -(-sizes // ADAM_CHUNK)
     first_chunk = np.concatenate([[0], np.cumsum(chunks)[:-1]]).astype(np.int64)
     ptrs = np.array([[a.data.ptr for a in arrays] for arrays in (params, grads, ms, vs)], dtype=np.int64)
     host = np.vstack([ptrs, sizes, first_chunk])  # (6, P)
-    key = (cp.cuda.Device().id, host.tobytes())
+    key = (cp.__name__, cp.cuda.Device().id, host.tobytes())
     if _adam_table_cache.get("key") != key:  # gradients are often reallocated at the same address
         _adam_table_cache.update(key=key, table=cp.asarray(host))
     return _adam_table_cache["table"], int(chunks.sum())
@@ -345,11 +373,11 @@ def adam_step_multi(params, grads, ms, vs, lr, beta1, beta2, eps, weight_decay, 
     keep = [i for i, p in enumerate(params) if p.size > 0]
     if not keep:
         return
-    dtype = _dtype(params[keep[0]])
+    dtype, cp = _dtype(params[keep[0]]), _cp(params[keep[0]])
     params, ms, vs = ([arrays[i] for i in keep] for arrays in (params, ms, vs))
     _adam_state(dtype, *params, *ms, *vs)
     grads = [cp.ascontiguousarray(grads[i], dtype=dtype) for i in keep]
-    table, n_chunks = _adam_table(params, grads, ms, vs)
-    _launch("adam_multi_kernel", dtype, n_chunks,
+    table, n_chunks = _adam_table(cp, params, grads, ms, vs)
+    _launch(cp, "adam_multi_kernel", dtype, n_chunks,
             [table, *_i32(len(params), ADAM_CHUNK),
              *_adam_scalars(dtype, lr, beta1, beta2, eps, weight_decay, step)])

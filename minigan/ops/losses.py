@@ -10,7 +10,7 @@ from minigan.ops.activation import relu
 from minigan.ops.elementwise import abs as abs_
 from minigan.ops.reduce import mean
 from minigan.ops.softmax import log_softmax
-from minigan.tensor import Function, as_tensor
+from minigan.tensor import Function, Tensor, as_tensor
 
 
 def hinge_d_loss(real_logits, fake_logits):
@@ -50,7 +50,7 @@ def bce_with_logits(logits, targets):
     if not hasattr(targets, "shape"):
         xp = backend.array_module(logits.data)
         targets = xp.full(logits.shape, targets, dtype=logits.dtype)
-    return BCEWithLogits.apply(logits, getattr(targets, "data", targets))
+    return BCEWithLogits.apply(logits, targets.data if isinstance(targets, Tensor) else targets)
 
 
 def l1_loss(a, b):
@@ -61,6 +61,6 @@ def l1_loss(a, b):
 def cross_entropy(logits, labels):
     """mean over the batch of -log softmax(logits)[label]; logits (N, K), labels int (N,)."""
     xp = backend.array_module(logits.data)
-    labels = xp.asarray(getattr(labels, "data", labels)).astype(xp.int64)
+    labels = xp.asarray(labels.data if isinstance(labels, Tensor) else labels).astype(xp.int64)
     rows = xp.arange(labels.shape[0])
     return -mean(log_softmax(logits, axis=1)[rows, labels])

@@ -6,7 +6,9 @@
   instantiation, then checks that each one is a PTX entry point;
 * NVRTC through ctypes, the way CuPy's RawModule compiles them (name
   expressions, lowered names), when an NVRTC library can be found: the system
-  one, or the ``nvidia-cuda-nvrtc`` wheel that CuPy installs (skipped otherwise);
+  one, or the ``nvidia-cuda-nvrtc-cu12`` wheel (in the ``test`` extra: it
+  brings libnvrtc without a GPU, so this runs in CI). Skipped where there is
+  none, unless ``MINIGAN_REQUIRE_NVRTC=1`` (set by .ci/run) makes that a failure;
 * the kernel table in cuda.py names every ``__global__`` template of every
   kernel file, and nothing else (no GPU or compiler needed).
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import importlib.util
+import os
 import re
 import shutil
 import subprocess
@@ -124,6 +127,12 @@ def nvrtc_compile(source, name_expressions, options):
         return True, log.value.decode(), lowered, ptx.value.decode()
     finally:
         lib.nvrtcDestroyProgram(ctypes.byref(prog))
+
+
+def test_nvrtc_is_found_where_it_is_required():
+    if NVRTC is None and os.environ.get("MINIGAN_REQUIRE_NVRTC") == "1":
+        pytest.fail("MINIGAN_REQUIRE_NVRTC=1 but no libnvrtc was found: pip install nvidia-cuda-nvrtc-cu12 "
+                    "(it is in minigan's test extra).")
 
 
 @pytest.mark.skipif(NVRTC is None, reason="no NVRTC library (libnvrtc) found")

@@ -1,9 +1,14 @@
-"""Every CUDA kernel against its CPU twin, float32 and float64 (skipped without a GPU).
+"""Every CUDA kernel against its CPU twin, float32 and float64, on cuda-emu and cuda.
 
 The grids of shapes come from test_cpu_kernels.py, which holds the CPU twins
 to plain NumPy: NumPy -> CPU twin (there) -> CUDA kernel (here). Each kernel
 also runs once with the grid capped at one block (MAX_BLOCKS = 1), so the
 grid-stride loops really loop.
+
+Every case runs through cuda.py's launchers on each ``kernel_device``
+(tests/conftest.py): cuda-emu, the unmodified kernels/*.cu compiled for the
+host and run by the emulator (everywhere), and cuda, a real GPU (skipped
+without one). ``MINIGAN_DEVICE=cuda-emu`` runs the emulator alone.
 """
 from __future__ import annotations
 
@@ -17,11 +22,11 @@ from tests.kernels.test_cpu_kernels import (ACTIVATION_SHAPES, ACTIVATIONS, ADAM
                                             UPSAMPLE_CASES, activation_input, adam_state, batchnorm_backward_inputs,
                                             batchnorm_inputs, conv_args, geometry_id, randn, shape_id)
 
-pytestmark = pytest.mark.skipif(not backend.cuda_available(), reason="no CUDA GPU (CuPy) on this machine")
 
-
-def gpu(a):
-    return backend.to_device(a, "cuda")
+@pytest.fixture
+def gpu(kernel_device):
+    """Host array -> the kernel device under test."""
+    return lambda a: backend.to_device(a, kernel_device)
 
 
 def assert_parity(got, want, dtype, exact=False):
@@ -49,7 +54,7 @@ def grid_cap(request, monkeypatch):
 # ---------------------------------------------------------------------------
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("geometry", CONV_GEOMETRIES, ids=geometry_id)
-def test_im2col(rng, geometry, dtype, grid_cap):
+def test_im2col(rng, geometry, dtype, grid_cap, gpu):
     shape, args = conv_args(geometry)
     x = randn(rng, shape, dtype)
     assert_parity(cuda.im2col(gpu(x), *args), cpu.im2col(x, *args), dtype, exact=True)  # a copy: exact
@@ -57,7 +62,7 @@ def test_im2col(rng, geometry, dtype, grid_cap):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("geometry", CONV_GEOMETRIES, ids=geometry_id)
-def test_col2im(rng, geometry, dtype, grid_cap):
+def test_col2im(rng, geometry, dtype, grid_cap, gpu):
     (n, c, h, w), args = conv_args(geometry)
     kh, kw, *_, oh, ow = args
     cols = randn(rng, (c * kh * kw, n * oh * ow), dtype)
@@ -68,7 +73,7 @@ def test_col2im(rng, geometry, dtype, grid_cap):
                                   backend.to_numpy(out))
 
 
-def test_im2col_takes_non_contiguous_input(rng):
+def test_im2col_takes_non_contiguous_input(rng, gpu):
     x = randn(rng, (3, 2, 9, 7), np.float64)
     view = gpu(x)[:, :, ::2, ::-1]  # strided and reversed: made contiguous before the launch
     args = (3, 3, 1, 1, 1, 1, 5, 7)
@@ -76,7 +81,7 @@ def test_im2col_takes_non_contiguous_input(rng):
                   np.float64, exact=True)
 
 
-def test_col2im_rejects_columns_of_the_wrong_shape():
+def test_col2im_rejects_columns_of_the_wrong_shape(gpu):
     with pytest.raises(ValueError, match="do not match"):
         cuda.col2im(gpu(np.zeros((9, 10))), 1, 1, 4, 4, 3, 3, 1, 1, 1, 1, 4, 4)
 
@@ -87,7 +92,7 @@ def test_col2im_rejects_columns_of_the_wrong_shape():
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("offset", [0.0, 1000.0], ids=["centred", "mean1000"])
 @pytest.mark.parametrize("shape", BATCHNORM_SHAPES, ids=shape_id)
-def test_batchnorm_forward(rng, shape, offset, dtype):
+def test_batchnorm_forward(rng, shape, offset, dtype, gpu):
     x, gamma, beta = batchnorm_inputs(rng, shape, dtype, offset)
     got = cuda.batchnorm_forward(gpu(x), gpu(gamma), gpu(beta), 1e-5)
     for g, w in zip(got, cpu.batchnorm_forward(x, gamma, beta, 1e-5)):
@@ -96,7 +101,7 @@ def test_batchnorm_forward(rng, shape, offset, dtype):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", BATCHNORM_SHAPES, ids=shape_id)
-def test_batchnorm_backward(rng, shape, dtype):
+def test_batchnorm_backward(rng, shape, dtype, gpu):
     inputs = batchnorm_backward_inputs(rng, shape, dtype)
     got = cuda.batchnorm_backward(*(gpu(a) for a in inputs))
     for g, w in zip(got, cpu.batchnorm_backward(*inputs)):
@@ -108,7 +113,7 @@ def test_batchnorm_backward(rng, shape, dtype):
 # ---------------------------------------------------------------------------
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", SOFTMAX_SHAPES, ids=shape_id)
-def test_softmax(rng, shape, dtype, grid_cap):
+def test_softmax(rng, shape, dtype, grid_cap, gpu):
     x, gy = randn(rng, shape, dtype, scale=30.0), randn(rng, shape, dtype)
     y = cpu.softmax_forward(x)
     assert_parity(cuda.softmax_forward(gpu(x)), y, dtype)
@@ -121,7 +126,7 @@ def test_softmax(rng, shape, dtype, grid_cap):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("name,alpha", ACTIVATIONS)
 @pytest.mark.parametrize("shape", ACTIVATION_SHAPES, ids=shape_id)
-def test_activations(rng, shape, name, alpha, dtype, grid_cap):
+def test_activations(rng, shape, name, alpha, dtype, grid_cap, gpu):
     x, gy = activation_input(rng, shape, dtype), randn(rng, shape, dtype)
     code = cpu.ACTIVATIONS[name]
     y = cpu.activation_forward(x, code, alpha)
@@ -135,7 +140,7 @@ def test_activations(rng, shape, name, alpha, dtype, grid_cap):
 # ---------------------------------------------------------------------------
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape,scale", UPSAMPLE_CASES, ids=lambda v: shape_id(v) if isinstance(v, tuple) else f"s{v}")
-def test_upsample_nearest_forward(rng, shape, scale, dtype, grid_cap):
+def test_upsample_nearest_forward(rng, shape, scale, dtype, grid_cap, gpu):
     x = randn(rng, shape, dtype)
     assert_parity(cuda.upsample_nearest_forward(gpu(x), scale), cpu.upsample_nearest_forward(x, scale), dtype,
                   exact=True)
@@ -144,7 +149,7 @@ def test_upsample_nearest_forward(rng, shape, scale, dtype, grid_cap):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape,scale", UPSAMPLE_BACKWARD_CASES,
                          ids=lambda v: shape_id(v) if isinstance(v, tuple) else f"s{v}")
-def test_upsample_nearest_backward(rng, shape, scale, dtype, grid_cap):
+def test_upsample_nearest_backward(rng, shape, scale, dtype, grid_cap, gpu):
     gy = randn(rng, shape, dtype)
     assert_parity(cuda.upsample_nearest_backward(gpu(gy), scale), cpu.upsample_nearest_backward(gy, scale), dtype)
 
@@ -160,7 +165,7 @@ def assert_adam_parity(gpu_state, cpu_state, dtype):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("settings", ADAM_SETTINGS, ids=["default", "sagan", "dcgan-l2"])
-def test_adam_step(rng, settings, dtype, grid_cap):
+def test_adam_step(rng, settings, dtype, grid_cap, gpu):
     host = adam_state(rng, dtype)
     device = [[gpu(a) for a in arrays] for arrays in host]
     for step in (1, 2, 10):
@@ -172,7 +177,7 @@ def test_adam_step(rng, settings, dtype, grid_cap):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("settings", ADAM_SETTINGS, ids=["default", "sagan", "dcgan-l2"])
-def test_adam_step_multi(rng, settings, dtype):
+def test_adam_step_multi(rng, settings, dtype, gpu):
     host = list(adam_state(rng, dtype))
     device = [[gpu(a) for a in arrays] for arrays in host]
     for step in (1, 2, 3):
@@ -183,7 +188,7 @@ def test_adam_step_multi(rng, settings, dtype):
     assert_adam_parity(device, host, dtype)
 
 
-def test_adam_step_multi_chunk_boundaries(rng):
+def test_adam_step_multi_chunk_boundaries(rng, gpu):
     """Tensors just under, at and over a multiple of the chunk, plus tiny ones, in one launch."""
     k = cuda.ADAM_CHUNK
     shapes = [(k - 1,), (k,), (k + 1,), (1,), (2 * k + 3,), (3, 5)]
@@ -195,7 +200,7 @@ def test_adam_step_multi_chunk_boundaries(rng):
     assert_adam_parity(device, host, np.float64)
 
 
-def test_adam_refuses_to_update_a_copy():
+def test_adam_refuses_to_update_a_copy(gpu):
     p = gpu(np.zeros((4, 4)))[:, ::2]  # a strided view: an update would land in a temporary copy
     with pytest.raises(ValueError, match="C-contiguous"):
         cuda.adam_step(p, p, p, p, 1e-3, 0.9, 0.999, 1e-8, 0.0, 1)
@@ -204,12 +209,12 @@ def test_adam_refuses_to_update_a_copy():
 # ---------------------------------------------------------------------------
 # launch hygiene
 # ---------------------------------------------------------------------------
-def test_unsupported_dtype_is_a_clear_error():
+def test_unsupported_dtype_is_a_clear_error(gpu):
     with pytest.raises(ValueError, match=r"float32 or float64, got int64; cast with \.astype"):
         cuda.activation_forward(gpu(np.arange(4, dtype=np.int64)), cpu.RELU, 0.0)
 
 
-def test_empty_inputs_launch_nothing():
+def test_empty_inputs_launch_nothing(gpu):
     x = gpu(np.zeros((0, 3, 4, 4), np.float32))
     assert cuda.im2col(x, 3, 3, 1, 1, 1, 1, 4, 4).shape == (27, 0)
     assert cuda.activation_forward(gpu(np.zeros(0, np.float64)), cpu.TANH, 0.0).shape == (0,)
