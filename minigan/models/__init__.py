@@ -34,6 +34,7 @@ class ModelEntry:
     build: Callable[..., GAN]
     recipe: dict  # lr_d, lr_g, betas, batch (what `None` options resolve to)
     sizes: tuple[int, ...] = SIZES  # image sizes it makes
+    classifier: bool = True  # D outputs logits (False: BEGAN's autoencoder): the classifier tricks apply
 
 
 # The one list of models: the CLI's --model choices, config validation and build() all read it.
@@ -41,7 +42,7 @@ MODELS = {
     "sagan": ModelEntry(_sagan.sagan, _sagan.RECIPE),
     "dcgan": ModelEntry(_dcgan.dcgan, _dcgan.RECIPE),
     "dcgan128": ModelEntry(_dcgan.dcgan128, _dcgan.RECIPE_128),
-    "began": ModelEntry(_began.began, _began.RECIPE),
+    "began": ModelEntry(_began.began, _began.RECIPE, classifier=False),
 }
 MODEL_NAMES = tuple(MODELS)
 IMAGE_SIZES = tuple(sorted({size for entry in MODELS.values() for size in entry.sizes}))

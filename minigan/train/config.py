@@ -182,9 +182,11 @@ class TrainConfig:
         if unknown:
             raise ConfigError(_bad_value("diffaugment", (), self.diffaugment,
                                          f"a comma-separated list of {', '.join(AUGMENTATIONS)}", source))
-        if self.model == "began" and (self.feature_matching or self.minibatch_discrimination or self.semi_supervised):
-            raise ConfigError("feature matching, minibatch discrimination and the semi-supervised D need a "
-                              "classifier D: use them with sagan, dcgan or dcgan128, not began.")
+        tricks = self.feature_matching or self.minibatch_discrimination or self.semi_supervised
+        if tricks and self.model in MODELS and not MODELS[self.model].classifier:
+            classifiers = [name for name, entry in MODELS.items() if entry.classifier]
+            raise ConfigError(f"feature matching, minibatch discrimination and the semi-supervised D need a "
+                              f"classifier D: use them with {', '.join(classifiers)}, not {self.model}.")
         return self
 
     @property

@@ -137,7 +137,7 @@ def test_a_fresh_run_never_appends_to_an_old_log(tmp_path, trained, capsys):
 ])
 def test_every_numeric_option_is_checked_up_front_in_one_sentence(tmp_path, capsys, flag, value, needle):
     out = tmp_path / "run"
-    assert main(["train", "--out", str(out), "--iters", "2", *TINY, flag, value]) == 2
+    assert main(["train", "--out", str(out), "--iters", "2", *TINY, f"{flag}={value}"]) == 2
     line = _one_error_line(capsys, needle)
     assert line.count(". ") == 0 and line.endswith(".")
     assert not out.exists()  # refused before anything was made
