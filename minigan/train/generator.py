@@ -99,7 +99,8 @@ class Generator:
         rng = np.random.default_rng(seed)
         for start in range(0, n, batch):
             with memory_for(f"generating a batch of {batch} {self.image_size}x{self.image_size} images"):
-                yield to_uint8(self._forward(self.sample_z(min(batch, n - start), rng)))
+                images = to_uint8(self._forward(self.sample_z(min(batch, n - start), rng)))
+            yield images
 
     def generate(self, n: int, seed: int = 0, batch: int = BATCH) -> np.ndarray:
         """n images as uint8 (n, H, W, 3); the same seed gives the same images."""

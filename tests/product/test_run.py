@@ -74,7 +74,7 @@ def test_a_killed_holder_leaves_no_stale_lock(tmp_path, trained, capsys):
     assert main(["train", "--out", str(out), "--iters", "2", *TINY]) == 0
 
 
-def test_a_run_holds_the_lock_while_it_trains_and_readers_need_none(tmp_path, trained, monkeypatch):
+def test_a_run_holds_the_lock_while_it_trains_and_readers_need_none(tmp_path, monkeypatch):
     from minigan.train import Trainer
 
     seen = []
@@ -84,12 +84,12 @@ def test_a_run_holds_the_lock_while_it_trains_and_readers_need_none(tmp_path, tr
         with pytest.raises(RunError, match="in use by another training"):
             with FolderLock(self.config.out):
                 pass
-        seen.append(Generator.load(trained).step)  # another run is read while this one trains: no lock needed
+        seen.append(Generator.load(self.config.out).step)  # the run is read while it trains: no lock needed
         return original(self)
 
     monkeypatch.setattr(Trainer, "step", step)
-    run(tiny_config(tmp_path, iters=2), progress=False, log=_quiet)
-    assert seen == [2, 2]
+    run(tiny_config(tmp_path, iters=3, checkpoint_every=2), progress=False, log=_quiet)
+    assert seen == [0, 0, 2]  # its step-0, then its step-2 checkpoint
 
 
 # -- resume and fresh runs ----------------------------------------------------------------------------
