@@ -59,6 +59,18 @@ def _config_from_args(args) -> TrainConfig:
     return TrainConfig(**values)
 
 
+def _seed(text: str) -> int:
+    """An RNG seed on the command line: the same range as TrainConfig.seed."""
+    option = TrainConfig.__dataclass_fields__["seed"].metadata["option"]
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if not option.accepts(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a seed: use {option.rule()}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="minigan", description="Small GANs for small image sets.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -73,7 +85,7 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--n", type=int, default=64)
     g.add_argument("--out", required=True, help="folder for the images (or the grid's .png path with --grid)")
     g.add_argument("--grid", action="store_true", help="one grid image instead of one file per image")
-    g.add_argument("--seed", type=int, default=0, help="RNG seed of the latent vectors")
+    g.add_argument("--seed", type=_seed, default=0, help="RNG seed of the latent vectors")
     g.add_argument("--device", default=None, choices=DEVICES)
     g.add_argument("--no-ema", action="store_true", help="sample from G itself, not its moving average")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -83,7 +95,7 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument("--out", default="walk.gif")
     i.add_argument("--points", type=int, default=4, help="key points in latent space")
     i.add_argument("--frames", type=int, default=12, help="frames between two key points")
-    i.add_argument("--seed", type=int, default=0, help="RNG seed of the key points")
+    i.add_argument("--seed", type=_seed, default=0, help="RNG seed of the key points")
     i.add_argument("--device", default=None, choices=DEVICES)
 
     e = sub.add_parser("eval", help="quality metrics of a run against its (or another) data set")
@@ -91,7 +103,7 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--data", default=None, help="reference images (default: the run's training data)")
     e.add_argument("--n", type=int, default=1000, help="generated images to evaluate")
     e.add_argument("--json", action="store_true")
-    e.add_argument("--seed", type=int, default=0, help="RNG seed of the latent vectors")
+    e.add_argument("--seed", type=_seed, default=0, help="RNG seed of the latent vectors")
     e.add_argument("--device", default=None, choices=DEVICES)
     return p
 

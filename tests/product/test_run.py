@@ -261,3 +261,21 @@ def test_minigan_train_and_load_in_process(tmp_path):
     assert images.dtype == np.uint8 and images.shape == (3, 32, 32, 3)
     np.testing.assert_array_equal(images, finished.generator().generate(3, seed=1))
     assert TrainConfig.from_dict(finished.config.to_dict()) == finished.config
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["generate", "--n", "0"], "--n must be a whole number from 1"),
+    (["generate", "--n", "5000", "--grid"], "--n must be a whole number from 1 to 4,096"),
+    (["interpolate", "--points", "1"], "--points must be"),
+    (["eval", "--n", "1"], "--n must be"),
+])
+def test_sampling_counts_are_checked_before_loading(tmp_path, trained, capsys, argv, needle):
+    assert main([argv[0], "--ckpt", str(trained), "--out", str(tmp_path / "o"), *argv[1:]]
+                if argv[0] != "eval" else [argv[0], "--ckpt", str(trained), *argv[1:]]) == 2
+    _one_error_line(capsys, needle)
+
+
+def test_a_negative_sampling_seed_is_refused_by_the_parser(trained, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["generate", "--ckpt", str(trained), "--out", "x", "--seed", "-1"])
+    assert exc.value.code == 2 and "is not a seed" in capsys.readouterr().err
