@@ -1,9 +1,9 @@
-"""Train the seed's DCGAN 64x64 (logo generator) on a folder of logos.
+"""Train the original DCGAN 64x64 (logo generator) on a folder of logos.
 
     python examples/train_logos.py [--data logos/] [--feature-matching] [--minibatch-discrimination]
 
-The seed's recipe: z of 100 uniform values, 5x5 stride-2 (transposed) convs,
-BCE with the non-saturating G loss, Adam 2e-4 with beta1 0.5. The seed's tricks
+The original recipe: z of 100 uniform values, 5x5 stride-2 (transposed) convs,
+BCE with the non-saturating G loss, Adam 2e-4 with beta1 0.5. The original tricks
 are options: --feature-matching, --minibatch-discrimination, and
 --semi-supervised for a folder of K labelled subfolders (a K+1-class D).
 """

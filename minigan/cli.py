@@ -14,20 +14,61 @@ import warnings
 import numpy as np
 
 from minigan.backend import DEVICES
-from minigan.train.config import MODEL_NAMES, RECIPES, TrainConfig
+from minigan.train.config import TrainConfig, fields_with_options
+from minigan.train.generator import BATCH
+
+MAX_IMAGES = 10 ** 9  # generate writes them one batch at a time: the bound is the disk's, not memory's
+MAX_GRID = 4096  # a grid is one image in memory
 
 
 class UsageError(ValueError):
     """A bad combination of command-line values."""
 
 
-def _color(text: str):
-    from PIL import ImageColor
+def _add_config_options(parser: argparse.ArgumentParser) -> None:
+    """One option per TrainConfig field (its metadata: flag, help, type, choices); defaults are the fields'."""
+    for f, option in fields_with_options():
+        if not option.cli:
+            continue
+        flags = option.flags or ("--" + f.name.replace("_", "-"),)
+        if option.kind is bool:
+            action = "store_false" if f.default else "store_true"
+            parser.add_argument(*flags, dest=f.name, action=action, help=option.help)
+        elif len(flags) > 1:  # one flag per element of a tuple field (--beta1, --beta2)
+            for i, flag in enumerate(flags):
+                parser.add_argument(flag, dest=f"{f.name}.{i}", type=option.kind, default=None, metavar="B",
+                                    help=option.help)
+        elif option.parse is not None and option.choices:  # choices checked by the converter (aliases)
+            parser.add_argument(*flags, dest=f.name, type=option.parse, default=f.default, help=option.help,
+                                metavar="{" + ",".join(option.choices) + "}")
+        else:
+            parser.add_argument(*flags, dest=f.name, type=option.parse or option.kind, default=f.default,
+                                choices=option.choices, help=option.help)
 
+
+def _config_from_args(args) -> TrainConfig:
+    values = {}
+    for f, option in fields_with_options():
+        if not option.cli:
+            continue
+        if len(option.flags) > 1:
+            given = tuple(getattr(args, f"{f.name}.{i}") for i in range(len(option.flags)))
+            values[f.name] = None if all(v is None for v in given) else given  # None: the model's
+        else:
+            values[f.name] = getattr(args, f.name)
+    return TrainConfig(**values)
+
+
+def _seed(text: str) -> int:
+    """An RNG seed on the command line: the same range as TrainConfig.seed."""
+    option = TrainConfig.__dataclass_fields__["seed"].metadata["option"]
     try:
-        return tuple(ImageColor.getrgb(text)[:3])
+        value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a colour: use a name (white), #rrggbb or rgb(r,g,b)")
+        value = None
+    if not option.accepts(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a seed: use {option.rule()}")
+    return value
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -35,41 +76,8 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train a GAN on a folder of images (or the built-in faces)")
-    t.add_argument("--model", default="sagan", choices=MODEL_NAMES)
-    t.add_argument("--data", default=None, help="folder of images (default: built-in procedural faces)")
-    t.add_argument("--out", default=None, help="run folder (default: runs/MODEL)")
-    t.add_argument("--iters", type=int, default=2000)
-    t.add_argument("--batch", type=int, default=None, help="default: the model's seed batch size")
-    t.add_argument("--device", default=None, choices=DEVICES)
-    t.add_argument("--seed", type=int, default=0)
+    _add_config_options(t)
     t.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
-    t.add_argument("--image-size", type=int, default=64, choices=[32, 64, 128])
-    t.add_argument("--z-dim", type=int, default=None)
-    t.add_argument("--width", type=int, default=None, help="base channel width")
-    t.add_argument("--lr-d", type=float, default=None)
-    t.add_argument("--lr-g", type=float, default=None)
-    t.add_argument("--beta1", type=float, default=None)
-    t.add_argument("--beta2", type=float, default=None)
-    t.add_argument("--recipe", default="small-data", choices=RECIPES,
-                   help="small-data: the seed recipe + DiffAugment + EMA (default); seed: the seed recipe alone")
-    t.add_argument("--diffaugment", default=None, help="policy, e.g. color,translation,cutout ('' disables)")
-    t.add_argument("--ema", type=float, default=None, help="EMA decay of G's weights (0 disables)")
-    t.add_argument("--d-steps", type=int, default=1, help="D updates per G update")
-    t.add_argument("--label-smoothing", action="store_true", help="one-sided: real labels in [0.9, 1]")
-    t.add_argument("--instance-noise", type=float, default=0.0, help="std of noise on D's inputs, annealed to 0")
-    t.add_argument("--noise-anneal", type=int, default=0, help="steps to anneal the noise over (0: the whole run)")
-    t.add_argument("--feature-matching", action="store_true")
-    t.add_argument("--minibatch-discrimination", action="store_true")
-    t.add_argument("--semi-supervised", action="store_true", help="K labelled subfolders -> K+1-class D")
-    t.add_argument("--began-gamma", type=float, default=0.5)
-    t.add_argument("--began-lambda-k", type=float, default=0.001)
-    t.add_argument("--no-flip", action="store_true", help="no random horizontal flips")
-    t.add_argument("--fit", default="crop", choices=["crop", "pad"], help="make images square by cropping or padding")
-    t.add_argument("--background", type=_color, default=(255, 255, 255), help="colour behind transparent pixels")
-    t.add_argument("--sample-every", type=int, default=200)
-    t.add_argument("--checkpoint-every", type=int, default=200)
-    t.add_argument("--eval-every", type=int, default=0, help="compute quality metrics every N steps (0: off)")
-    t.add_argument("--eval-n", type=int, default=500)
     t.add_argument("--quiet", action="store_true", help="no progress bar")
 
     g = sub.add_parser("generate", help="write new images from a trained run")
@@ -77,16 +85,17 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--n", type=int, default=64)
     g.add_argument("--out", required=True, help="folder for the images (or the grid's .png path with --grid)")
     g.add_argument("--grid", action="store_true", help="one grid image instead of one file per image")
-    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--seed", type=_seed, default=0, help="RNG seed of the latent vectors")
     g.add_argument("--device", default=None, choices=DEVICES)
     g.add_argument("--no-ema", action="store_true", help="sample from G itself, not its moving average")
+    g.add_argument("--quiet", action="store_true", help="no progress bar")
 
     i = sub.add_parser("interpolate", help="a latent walk (spherical interpolation) as a GIF and a strip")
     i.add_argument("--ckpt", required=True)
     i.add_argument("--out", default="walk.gif")
     i.add_argument("--points", type=int, default=4, help="key points in latent space")
     i.add_argument("--frames", type=int, default=12, help="frames between two key points")
-    i.add_argument("--seed", type=int, default=0)
+    i.add_argument("--seed", type=_seed, default=0, help="RNG seed of the key points")
     i.add_argument("--device", default=None, choices=DEVICES)
 
     e = sub.add_parser("eval", help="quality metrics of a run against its (or another) data set")
@@ -94,7 +103,7 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--data", default=None, help="reference images (default: the run's training data)")
     e.add_argument("--n", type=int, default=1000, help="generated images to evaluate")
     e.add_argument("--json", action="store_true")
-    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--seed", type=_seed, default=0, help="RNG seed of the latent vectors")
     e.add_argument("--device", default=None, choices=DEVICES)
     c = sub.add_parser("check", help="compile every kernel, test each against its CPU twin, time a step")
     c.add_argument("--device", default=None, choices=DEVICES)
@@ -105,72 +114,51 @@ def _train(args) -> int:
     from minigan import checkpoint
     from minigan.train import run
 
-    betas = None if args.beta1 is None and args.beta2 is None else (args.beta1, args.beta2)  # None: the model's
-    config = TrainConfig(
-        model=args.model, data=args.data, out=args.out or os.path.join("runs", args.model),
-        image_size=args.image_size, z_dim=args.z_dim, width=args.width, iters=args.iters, batch=args.batch,
-        lr_d=args.lr_d, lr_g=args.lr_g, betas=betas, device=args.device, seed=args.seed, recipe=args.recipe,
-        diffaugment=args.diffaugment, ema=args.ema, d_steps=args.d_steps, label_smoothing=args.label_smoothing,
-        instance_noise=args.instance_noise, noise_anneal=args.noise_anneal,
-        feature_matching=args.feature_matching, minibatch_discrimination=args.minibatch_discrimination,
-        semi_supervised=args.semi_supervised, began_gamma=args.began_gamma, began_lambda_k=args.began_lambda_k,
-        flip=not args.no_flip, fit=args.fit, background=args.background, sample_every=args.sample_every,
-        checkpoint_every=args.checkpoint_every, eval_every=args.eval_every, eval_n=args.eval_n)
-    trainer = run(config, resume=args.resume, progress=not args.quiet)
-    out = trainer.config.out
-    print(f"done: {trainer.step_count} steps; samples in '{os.path.join(out, 'samples')}', "
+    finished = run(_config_from_args(args), resume=args.resume, progress=not args.quiet)
+    out = finished.folder
+    print(f"done: {finished.step} steps; samples in '{os.path.join(out, 'samples')}', "
           f"checkpoint '{checkpoint.in_run(out)}'")
     return 0
 
 
-def _sampler(args):
-    from minigan.train import Trainer
-
-    trainer = Trainer.from_checkpoint(args.ckpt, device=args.device, with_data=False)
-    if getattr(args, "no_ema", False):
-        trainer.G_ema = None
-    return trainer
+def _count(name: str, value: int, least: int, most: int = MAX_IMAGES) -> int:
+    if not least <= value <= most:
+        raise UsageError(f"{name} must be a whole number from {least} to {most:,}, not {value}.")
+    return value
 
 
 def _generate(args) -> int:
-    from minigan.imageio import make_grid, save_png, to_uint8
+    from minigan.imageio import make_grid, save_png
+    from minigan.train import Generator
 
-    if args.n < 1:
-        raise UsageError("--n must be at least 1.")
-    trainer = _sampler(args)
-    z = trainer.gan.sample_z(args.n, np.random.default_rng(args.seed))
-    images = to_uint8(trainer.generate(z))
-    if args.grid:
+    n = _count("--n", args.n, 1, MAX_GRID if args.grid else MAX_IMAGES)
+    G = Generator.load(args.ckpt, device=args.device, ema=not args.no_ema)
+    batches = G.stream(n, seed=args.seed)
+    if not args.quiet and n > 4 * BATCH:
+        from tqdm import tqdm
+
+        batches = tqdm(batches, total=-(-n // BATCH), unit="batch", desc="generating", file=sys.stderr)
+    if args.grid:  # one image: it holds every sample
         path = args.out if args.out.lower().endswith(".png") else os.path.join(args.out, f"grid_seed{args.seed}.png")
-        save_png(make_grid(images), path)
-        print(f"wrote a grid of {args.n} images to '{path}'")
-    else:
-        for k, image in enumerate(images):
+        save_png(make_grid(np.concatenate(list(batches))), path)
+        print(f"wrote a grid of {n} images to '{path}'")
+        return 0
+    k = 0
+    for images in batches:  # each batch written as soon as it is made: memory does not grow with n
+        for image in images:
             save_png(image, os.path.join(args.out, f"seed{args.seed}_{k:04d}.png"))
-        print(f"wrote {args.n} images to '{args.out}'")
+            k += 1
+    print(f"wrote {n} images to '{args.out}'")
     return 0
 
 
-def slerp(a: np.ndarray, b: np.ndarray, t: float) -> np.ndarray:
-    """Spherical interpolation between latent vectors (Shoemake; White 2016 for GANs)."""
-    na, nb = np.linalg.norm(a), np.linalg.norm(b)
-    cos = np.clip(np.dot(a / na, b / nb), -1.0, 1.0)
-    omega = np.arccos(cos)
-    if omega < 1e-6:
-        return (1 - t) * a + t * b
-    return (np.sin((1 - t) * omega) * a + np.sin(t * omega) * b) / np.sin(omega)
-
-
 def _interpolate(args) -> int:
-    from minigan.imageio import make_grid, save_gif, save_png, to_uint8
+    from minigan.imageio import make_grid, save_gif, save_png
+    from minigan.train import Generator
 
-    if args.points < 2 or args.frames < 1:
-        raise UsageError("--points must be at least 2 and --frames at least 1.")
-    trainer = _sampler(args)
-    keys = trainer.gan.sample_z(args.points, np.random.default_rng(args.seed)).astype(np.float64)
-    keys = np.concatenate([keys, keys[:1]])  # a closed loop
-    z = [slerp(keys[i], keys[i + 1], f / args.frames) for i in range(args.points) for f in range(args.frames)]
-    frames = to_uint8(trainer.generate(np.asarray(z, dtype=np.float32)))
+    _count("--points", args.points, 2, 1000)
+    _count("--frames", args.frames, 1, 1000)
+    frames = Generator.load(args.ckpt, device=args.device).interpolate(args.points, args.frames, seed=args.seed)
     out = args.out if args.out.lower().endswith(".gif") else args.out + ".gif"
     save_gif(list(frames), out)
     strip = os.path.splitext(out)[0] + "_strip.png"
@@ -183,18 +171,20 @@ def _interpolate(args) -> int:
 def _eval(args) -> int:
     from minigan.data import load_folder
     from minigan.metrics import evaluate, format_table
-    from minigan.train import Trainer
+    from minigan.train import Generator
+    from minigan.train.config import load_data
 
-    trainer = Trainer.from_checkpoint(args.ckpt, device=args.device, with_data=args.data is None)
-    c = trainer.config
-    reference = trainer.data.images if args.data is None else load_folder(
+    n = _count("--n", args.n, 2, 10 ** 6)
+    G = Generator.load(args.ckpt, device=args.device)
+    c = G.config
+    reference = load_data(c).images if args.data is None else load_folder(
         args.data, c.image_size, background=c.background, fit=c.fit).images
-    fake = trainer.generate(trainer.gan.sample_z(args.n, np.random.default_rng(args.seed)))
+    fake = G.images(G.sample_z(n, np.random.default_rng(args.seed)))  # every image at once: the metrics need all
     results = {k: float(v) for k, v in evaluate(reference, fake, seed=args.seed).items()}
     if args.json:
         print(json.dumps(results, indent=2, sort_keys=True))
     else:
-        print(f"{c.model} at step {trainer.step_count}: {args.n} generated vs {len(reference)} reference images")
+        print(f"{c.model} at step {G.step}: {n} generated vs {len(reference)} reference images")
         print(format_table(results))
     return 0
 
@@ -204,10 +194,10 @@ def _known_errors():
     from minigan.checkpoint import CheckpointError
     from minigan.data import DataError
     from minigan.nn import StateDictError
-    from minigan.train import ConfigError, RunError, TrainingDiverged
+    from minigan.train import ConfigError, OutOfMemory, RunError, TrainingDiverged
 
     return (DeviceError, CheckpointError, DataError, StateDictError, ConfigError, RunError, TrainingDiverged,
-            UsageError)
+            UsageError, OutOfMemory)
 
 
 def _one_line_warnings():
@@ -235,8 +225,8 @@ def main(argv=None) -> int:
     except _known_errors() as exc:
         print(f"minigan: error: {exc}", file=sys.stderr)
         return 2
-    except MemoryError:
-        print("minigan: error: out of memory: use a smaller --batch or --image-size.", file=sys.stderr)
+    except MemoryError:  # not inside a step that says what asked for it (those raise OutOfMemory)
+        print(f"minigan: error: out of memory during `minigan {args.command}`: free some memory.", file=sys.stderr)
         return 2
 
 

@@ -35,11 +35,6 @@ class Adam:
             [p.data for p in params], [p.grad for p in params], list(ms), list(vs), self.lr, b1, b2, self.eps,
             self.weight_decay, self.step_count)
 
-    def to(self, device: str):
-        self.m = [backend.to_device(a, device) for a in self.m]
-        self.v = [backend.to_device(a, device) for a in self.v]
-        return self
-
     def state_dict(self) -> dict[str, np.ndarray]:
         state = {"step": np.array(self.step_count, dtype=np.int64),
                  "lr": np.array(self.lr, dtype=np.float64)}

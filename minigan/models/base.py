@@ -22,6 +22,7 @@ import numpy as np
 import minigan.ops as F
 from minigan.nn import Linear, MinibatchDiscrimination, Module
 
+SIZES = (32, 64, 128)  # the image sizes every model makes (stride-2 layers from its base)
 Z_DISTRIBUTIONS = ("normal", "uniform")
 LOSSES = ("hinge", "bce", "began")
 
@@ -30,19 +31,21 @@ LOSSES = ("hinge", "bce", "began")
 class GAN:
     """A generator, a discriminator and what the trainer needs to know to train them.
 
-    ``defaults`` is the seed's recipe: ``lr_d``, ``lr_g``, ``betas`` (Adam),
-    ``batch``, and for BEGAN ``gamma`` and ``lambda_k``.
+    ``defaults`` is the original project's recipe: ``lr_d``, ``lr_g``, ``betas``
+    (Adam), ``batch``, and for BEGAN ``gamma`` and ``lambda_k``. ``D`` is None
+    when built with ``discriminator=False`` (enough to sample).
     """
 
     name: str
     G: Module
-    D: Module
+    D: Module | None
     z_dim: int
     z_dist: str  # "normal" (N(0, 1)) or "uniform" (U[-1, 1])
     image_size: int
     loss: str  # "hinge", "bce" or "began"
     defaults: dict = field(default_factory=dict)
     num_classes: int = 0  # K > 0: D has K + 1 outputs (semi-supervised)
+    tanh_output: bool = True  # False: G's images are not bounded (BEGAN) and samples are clipped to [-1, 1]
 
     def __post_init__(self):
         if self.z_dist not in Z_DISTRIBUTIONS:
@@ -99,7 +102,7 @@ def feature_matching_loss(real_feats, fake_feats):
     return F.sum(diff * diff)
 
 
-def stride2_layers(name: str, image_size: int, base: int, sizes=(32, 64, 128)) -> int:
+def stride2_layers(name: str, image_size: int, base: int, sizes=SIZES) -> int:
     """How many stride-2 layers take ``base`` to ``image_size`` (a supported size)."""
     if image_size not in sizes:
         raise ValueError(f"{name} makes images of size {', '.join(map(str, sizes))}, "

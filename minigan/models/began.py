@@ -90,14 +90,17 @@ class BEGANDiscriminator(Module):
         return self.decoder(self.encoder(x))
 
 
+RECIPE = {"lr_d": 1e-4, "lr_g": 1e-4, "betas": (0.5, 0.999), "batch": 16, "gamma": 0.5, "lambda_k": 0.001}
+
+
 def began(image_size: int = 64, z_dim: int = 64, width: int = 64, num_classes: int = 0,
-          minibatch_discrimination: bool = False) -> GAN:
-    """The seed's BEGAN (Glorot-uniform init, as its Keras code): z ~ U[-1, 1], Adam 1e-4 betas (0.5, 0.999), batch 16, gamma 0.5, lambda_k 0.001."""
+          minibatch_discrimination: bool = False, discriminator: bool = True) -> GAN:
+    """The original BEGAN (Glorot-uniform init, as its Keras code): z ~ U[-1, 1], Adam 1e-4 betas (0.5, 0.999),
+    batch 16, gamma 0.5, lambda_k 0.001. G has no tanh: samples are clipped to [-1, 1]."""
     if num_classes or minibatch_discrimination:
         raise ValueError("began's discriminator is an autoencoder with no logits: it takes neither "
                          "num_classes nor minibatch_discrimination.")
-    G = BEGANGenerator(z_dim, image_size, width)
-    D = BEGANDiscriminator(z_dim, image_size, width)
-    return GAN("began", glorot_init(G), glorot_init(D), z_dim=z_dim, z_dist="uniform", image_size=image_size,
-               loss="began", defaults={"lr_d": 1e-4, "lr_g": 1e-4, "betas": (0.5, 0.999), "batch": 16,
-                                       "gamma": 0.5, "lambda_k": 0.001})
+    G = glorot_init(BEGANGenerator(z_dim, image_size, width))
+    D = glorot_init(BEGANDiscriminator(z_dim, image_size, width)) if discriminator else None
+    return GAN("began", G, D, z_dim=z_dim, z_dist="uniform", image_size=image_size, loss="began",
+               defaults=dict(RECIPE), tanh_output=False)

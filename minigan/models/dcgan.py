@@ -82,21 +82,24 @@ class DCGANDiscriminator(Discriminator):
         super().__init__(Sequential(*blocks), channels[-1] * base * base, **tricks)
 
 
-def _dcgan(name, *, base, g_scale, defaults, image_size, z_dim=100, width=64, **tricks) -> GAN:
-    """The builder both seeds share: G's last hidden layer is ``g_scale * width`` wide."""
-    G = DCGANGenerator(z_dim, image_size, base, g_scale * width, name=name)
-    D = DCGANDiscriminator(image_size, base, width, name=name, **tricks)
-    return GAN(name, normal_init(G), normal_init(D), z_dim=z_dim, z_dist="uniform", image_size=image_size,
-               loss="bce", defaults=defaults, num_classes=D.num_classes)
+RECIPE = {"lr_d": 2e-4, "lr_g": 2e-4, "betas": (0.5, 0.999), "batch": 64}  # the logo generator's
+RECIPE_128 = {"lr_d": 4e-5, "lr_g": 4e-4, "betas": (0.5, 0.999), "batch": 64}  # the Simpsons faces'
+
+
+def _dcgan(name, *, base, g_scale, defaults, image_size, z_dim=100, width=64, discriminator=True,
+           **tricks) -> GAN:
+    """The builder both originals share: G's last hidden layer is ``g_scale * width`` wide; N(0, 0.02) init."""
+    G = normal_init(DCGANGenerator(z_dim, image_size, base, g_scale * width, name=name))
+    D = normal_init(DCGANDiscriminator(image_size, base, width, name=name, **tricks)) if discriminator else None
+    return GAN(name, G, D, z_dim=z_dim, z_dist="uniform", image_size=image_size, loss="bce",
+               defaults=dict(defaults), num_classes=tricks.get("num_classes", 0))
 
 
 def dcgan(image_size: int = 64, **options) -> GAN:
-    """The seed logo generator (64x64)."""
-    return _dcgan("dcgan", base=4, g_scale=1, image_size=image_size, **options,
-                  defaults={"lr_d": 2e-4, "lr_g": 2e-4, "betas": (0.5, 0.999), "batch": 64})
+    """The original logo generator (64x64)."""
+    return _dcgan("dcgan", base=4, g_scale=1, image_size=image_size, defaults=RECIPE, **options)
 
 
 def dcgan128(image_size: int = 128, **options) -> GAN:
-    """The seed Simpsons faces (128x128)."""
-    return _dcgan("dcgan128", base=8, g_scale=2, image_size=image_size, **options,
-                  defaults={"lr_d": 4e-5, "lr_g": 4e-4, "betas": (0.5, 0.999), "batch": 64})
+    """The original Simpsons faces (128x128)."""
+    return _dcgan("dcgan128", base=8, g_scale=2, image_size=image_size, defaults=RECIPE_128, **options)

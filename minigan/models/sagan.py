@@ -93,10 +93,12 @@ class SAGANDiscriminator(Discriminator):
         super().__init__(Sequential(*blocks), channels[-1] * 4 * 4, **tricks)
 
 
-def sagan(image_size: int = 64, z_dim: int = 20, width: int = 64, **tricks) -> GAN:
-    """The seed's SAGAN: z ~ N(0, I), hinge loss, the two time-scale Adam recipe."""
-    G = SAGANGenerator(z_dim, image_size, width)
-    D = SAGANDiscriminator(image_size, width, **tricks)
-    return GAN("sagan", normal_init(G), normal_init(D), z_dim=z_dim, z_dist="normal", image_size=image_size,
-               loss="hinge", defaults={"lr_d": 4e-4, "lr_g": 1e-4, "betas": (0.0, 0.9), "batch": 5},
-               num_classes=D.num_classes)
+RECIPE = {"lr_d": 4e-4, "lr_g": 1e-4, "betas": (0.0, 0.9), "batch": 5}  # the original project's
+
+
+def sagan(image_size: int = 64, z_dim: int = 20, width: int = 64, discriminator: bool = True, **tricks) -> GAN:
+    """The original SAGAN: z ~ N(0, I), hinge loss, the two time-scale Adam recipe; N(0, 0.02) init."""
+    G = normal_init(SAGANGenerator(z_dim, image_size, width))
+    D = normal_init(SAGANDiscriminator(image_size, width, **tricks)) if discriminator else None
+    return GAN("sagan", G, D, z_dim=z_dim, z_dist="normal", image_size=image_size, loss="hinge",
+               defaults=dict(RECIPE), num_classes=tricks.get("num_classes", 0))

@@ -1,7 +1,11 @@
 """Layers: Linear, Conv2d, ConvTranspose2d, BatchNorm2d, activations, Sequential, ...
 
 Default initialisation follows PyTorch's (uniform in +-1/sqrt(fan_in)); the
-GAN models re-initialise with :func:`normal_init` (N(0, 0.02), DCGAN's rule).
+GAN models re-initialise with :mod:`minigan.nn.init` (N(0, 0.02) or Glorot).
+
+``forward(x, weight=None)`` of Linear, Conv2d and ConvTranspose2d takes an
+optional weight to use instead of ``self.weight``: SpectralNorm passes its
+normalised weight that way.
 """
 from __future__ import annotations
 
@@ -24,8 +28,8 @@ class Linear(Module):
         self.weight = Parameter(_uniform((out_features, in_features), in_features))  # (out, in)
         self.bias = Parameter(_uniform((out_features,), in_features)) if bias else None
 
-    def forward(self, x):
-        return F.linear(x, self.weight, self.bias)
+    def forward(self, x, weight=None):
+        return F.linear(x, self.weight if weight is None else weight, self.bias)
 
 
 class Conv2d(Module):
@@ -36,8 +40,8 @@ class Conv2d(Module):
         self.bias = Parameter(_uniform((out_channels,), fan_in)) if bias else None
         self.stride, self.padding = stride, padding
 
-    def forward(self, x):
-        return F.conv2d(x, self.weight, self.bias, self.stride, self.padding)
+    def forward(self, x, weight=None):
+        return F.conv2d(x, self.weight if weight is None else weight, self.bias, self.stride, self.padding)
 
 
 class ConvTranspose2d(Module):
@@ -49,9 +53,9 @@ class ConvTranspose2d(Module):
         self.bias = Parameter(_uniform((out_channels,), fan_in)) if bias else None
         self.stride, self.padding, self.output_padding = stride, padding, output_padding
 
-    def forward(self, x):
-        return F.conv_transpose2d(x, self.weight, self.bias, self.stride, self.padding,
-                                  self.output_padding)
+    def forward(self, x, weight=None):
+        return F.conv_transpose2d(x, self.weight if weight is None else weight, self.bias, self.stride,
+                                  self.padding, self.output_padding)
 
 
 class BatchNorm2d(Module):
@@ -125,49 +129,3 @@ class Sequential(Module):
 
     def __len__(self):
         return len(self.layers)
-
-
-def _fans(layer, shape):
-    """(fan_in, fan_out) of a Linear (out, in), Conv2d (OC, C, K, K) or ConvTranspose2d (C, OC, K, K) weight."""
-    receptive = int(np.prod(shape[2:])) if len(shape) > 2 else 1
-    outs, ins = (shape[1], shape[0]) if isinstance(layer, ConvTranspose2d) else (shape[0], shape[1])
-    return ins * receptive, outs * receptive
-
-
-def _reinit(module: Module, draw, batch_norm_std: float | None) -> Module:
-    """Redraw every conv/linear weight with ``draw(shape, fan_in, fan_out)`` and zero its bias;
-    batch norm weights N(1, batch_norm_std) (or left at 1 when None), biases 0."""
-    from minigan.nn.spectral_norm import SpectralNorm
-
-    rng = random.get_rng()
-    for m in module.modules():
-        target = m.module if isinstance(m, SpectralNorm) else m
-        weight = m.weight_orig if isinstance(m, SpectralNorm) else getattr(m, "weight", None)
-        if isinstance(target, (Linear, Conv2d, ConvTranspose2d)) and isinstance(weight, Parameter):
-            weight.data[...] = _to(draw(rng, weight.shape, *_fans(target, weight.shape)), weight)
-            if target.bias is not None:
-                target.bias.data[...] = 0
-        elif isinstance(m, BatchNorm2d) and batch_norm_std is not None:
-            m.weight.data[...] = _to(rng.normal(1.0, batch_norm_std, m.weight.shape), m.weight)
-            m.bias.data[...] = 0
-    return module
-
-
-def normal_init(module: Module, std: float = 0.02) -> Module:
-    """DCGAN's rule: conv/linear weights N(0, std), biases 0; batch norm weight N(1, std), bias 0."""
-    return _reinit(module, lambda rng, shape, fan_in, fan_out: rng.normal(0.0, std, shape), std)
-
-
-def glorot_init(module: Module) -> Module:
-    """Glorot/Xavier uniform (Keras' default, the BEGAN seed's): U(+-sqrt(6 / (fan_in + fan_out))), biases 0."""
-    def draw(rng, shape, fan_in, fan_out):
-        bound = math.sqrt(6.0 / (fan_in + fan_out))
-        return rng.uniform(-bound, bound, shape)
-
-    return _reinit(module, draw, None)
-
-
-def _to(values, like):
-    from minigan import backend
-
-    return backend.to_device(values.astype(like.dtype), like.device)

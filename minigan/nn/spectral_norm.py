@@ -98,7 +98,7 @@ class SpectralNorm(Module):
         self.n_power_iterations, self.eps = n_power_iterations, eps
         weight = module.weight
         self.weight_orig = Parameter(weight.data)
-        module.weight = None  # recomputed from weight_orig on every call
+        module.weight = None  # W lives in weight_orig; forward passes W / sigma to module.forward
         rows = weight.shape[self.dim]
         cols = weight.size // rows
         rng = random.get_rng()
@@ -123,13 +123,6 @@ class SpectralNorm(Module):
             self.power_iteration()
         return SpectralNormalize.apply(self.weight_orig, self.u, self.v, dim=self.dim)
 
-    def forward(self, *args, **kwargs):
-        self.module.weight = self.normalized_weight()
-        try:
-            return self.module(*args, **kwargs)
-        finally:
-            self.module.weight = None
-
-
-def spectral_norm(module: Module, **kwargs) -> SpectralNorm:
-    return SpectralNorm(module, **kwargs)
+    def forward(self, x):
+        # the wrapped layer's own forward (Linear/Conv2d/ConvTranspose2d.forward), with W / sigma for its weight
+        return self.module.forward(x, weight=self.normalized_weight())

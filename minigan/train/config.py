@@ -1,111 +1,200 @@
-"""Everything a training run needs to be reproduced, as one JSON-able dataclass.
+"""Everything a training run needs to be reproduced, as one frozen dataclass.
 
-``None`` means "the model's seed default" (learning rates, betas, batch size)
-and is resolved when the run starts, so ``config.json`` records the values
-actually used.
+A ``TrainConfig`` built from options may leave values to the model (``None``:
+batch, learning rates, betas, DiffAugment, EMA, the run folder, the device).
+:func:`resolve` is the one place they are filled in, from the model registry's
+recipe, the recipe name and the device; it returns a new frozen value that
+nothing writes back to, and ``config.json`` and checkpoints record it.
+
+Each field's metadata (:class:`Option`) is its help text, type and allowed
+range: the ``minigan train`` parser is built from it and :meth:`TrainConfig.validate`
+checks every value against it, for options and for configs read from checkpoints.
 """
 from __future__ import annotations
 
 import dataclasses
+import math
+import os
 from dataclasses import dataclass, field
 
-RECIPES = ("small-data", "seed")
-MODEL_NAMES = ("sagan", "dcgan", "dcgan128", "began")
+from minigan.backend import DEVICES
+from minigan.models import IMAGE_SIZES, MODEL_NAMES, MODELS
 
-
-_INTS = ("image_size", "iters", "seed", "ema_start", "d_steps", "noise_anneal", "sample_every",
-         "checkpoint_every", "eval_every", "eval_n", "n_samples", "max_retries")
-_OPTIONAL_INTS = ("z_dim", "width", "batch")
-_FLOATS = ("instance_noise", "began_gamma", "began_lambda_k")
-_OPTIONAL_FLOATS = ("lr_d", "lr_g", "ema")
+RECIPES = ("small-data", "original")
+RECIPE_ALIASES = {"seed": "original"}  # the name it had before "seed" meant only the RNG seed
+FITS = ("crop", "pad")
+MAX_STEPS = 10 ** 9
+DROPPED_KEYS = ("extra",)  # keys older minigan versions wrote; ignored when read
 
 
 class ConfigError(ValueError):
     """An option that cannot work; the message says which and what to use."""
 
 
-@dataclass
-class TrainConfig:
-    model: str = "sagan"
-    data: str | None = None  # None: the built-in procedural faces
-    out: str = "runs/sagan"
-    image_size: int = 64
-    z_dim: int | None = None
-    width: int | None = None
-    iters: int = 2000
-    batch: int | None = None
-    lr_d: float | None = None
-    lr_g: float | None = None
-    betas: tuple[float | None, float | None] | None = None  # a None entry: the model's value
-    device: str | None = None
-    seed: int = 0
-    # recipe: "small-data" = the seed's recipe + DiffAugment + EMA (the default);
-    # "seed" = the seed's recipe alone
-    recipe: str = "small-data"
-    diffaugment: str | None = None  # policy, e.g. "color,translation,cutout"; "" disables
-    ema: float | None = None  # decay of G's exponential moving average; 0 disables
-    ema_start: int = 0  # iterations before the EMA starts tracking (it copies G until then)
-    # the seeds' tricks
-    d_steps: int = 1  # D updates per G update
-    label_smoothing: bool = False  # one-sided: real label drawn per batch in [0.9, 1]
-    instance_noise: float = 0.0  # std of Gaussian noise on D's inputs at step 0 ...
-    noise_anneal: int = 0  # ... annealed linearly to 0 over this many steps (0: over the whole run)
-    feature_matching: bool = False
-    minibatch_discrimination: bool = False
-    semi_supervised: bool = False  # K labelled subfolders -> a K+1-class D
-    began_gamma: float = 0.5
-    began_lambda_k: float = 0.001
-    # data
-    flip: bool = True
-    fit: str = "crop"
-    background: tuple[int, int, int] = (255, 255, 255)
-    # outputs
-    sample_every: int = 200
-    checkpoint_every: int = 200
-    eval_every: int = 0  # 0: never during training
-    eval_n: int = 500
-    n_samples: int = 64  # fixed-z grid size
-    max_retries: int = 3  # rollbacks after non-finite losses before giving up
-    extra: dict = field(default_factory=dict)
+@dataclass(frozen=True)
+class Option:
+    """How one config field is set on the command line and what values it takes."""
 
-    def validate(self) -> "TrainConfig":
-        for name in _INTS + _OPTIONAL_INTS + _FLOATS + _OPTIONAL_FLOATS:
-            value = getattr(self, name)
-            if value is None and name in _OPTIONAL_INTS + _OPTIONAL_FLOATS:
+    help: str
+    kind: type = str  # int, float, str or bool; a tuple field: the type of each element
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False  # lo itself excluded
+    hi_open: bool = False
+    choices: tuple | None = None
+    flags: tuple[str, ...] = ()  # default: --field-name; a tuple field: one flag per element
+    cli: bool = True  # False: Python and checkpoints only
+    parse: object = None  # the command line's converter, when not ``kind``
+
+    def rule(self) -> str:
+        """What a valid value is, as words: 'a whole number >= 1 and <= 512'."""
+        if self.choices is not None:
+            return "one of " + ", ".join(map(str, self.choices))
+        words = ["a whole number" if self.kind is int else "a finite number"]
+        if self.lo is not None:
+            words.append(f"{'>' if self.lo_open else '>='} {_number(self.lo)}")
+        if self.hi is not None:
+            words.append(f"{'and ' if self.lo is not None else ''}{'<' if self.hi_open else '<='} {_number(self.hi)}")
+        return " ".join(words)
+
+    def accepts(self, value) -> bool:
+        if self.choices is not None:
+            return isinstance(value, self.kind) and not isinstance(value, bool) and value in self.choices
+        if self.kind is bool:
+            return isinstance(value, bool)
+        if self.kind is str:
+            return isinstance(value, str)
+        numeric = (int,) if self.kind is int else (int, float)
+        if isinstance(value, bool) or not isinstance(value, numeric) or not math.isfinite(value):
+            return False
+        if self.lo is not None and (value <= self.lo if self.lo_open else value < self.lo):
+            return False
+        return not (self.hi is not None and (value >= self.hi if self.hi_open else value > self.hi))
+
+
+def _number(x) -> str:
+    return f"{int(x):,}" if float(x).is_integer() else f"{x:g}"
+
+
+def _option(default, help, kind=None, optional=False, **rules):
+    kind = kind or type(default)
+    return field(default=default, metadata={"option": Option(help, kind, **rules), "optional": optional})
+
+
+def parse_color(text: str) -> tuple[int, int, int]:
+    """'white', '#rrggbb' or 'rgb(r,g,b)' -> (r, g, b)."""
+    import argparse
+
+    from PIL import ImageColor
+
+    try:
+        return tuple(ImageColor.getrgb(text)[:3])
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a colour: use a name (white), #rrggbb or rgb(r,g,b)")
+
+
+def parse_recipe(text: str) -> str:
+    import argparse
+
+    name = RECIPE_ALIASES.get(text, text)
+    if name not in RECIPES:
+        raise argparse.ArgumentTypeError(f"invalid choice: {text!r} (choose from {', '.join(RECIPES)})")
+    return name
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    model: str = _option("sagan", "architecture", choices=MODEL_NAMES)
+    data: str | None = _option(None, "folder of images (default: built-in procedural faces)", str, True)
+    out: str | None = _option(None, "run folder (default: runs/MODEL)", str, True)
+    iters: int = _option(2000, "training iterations", lo=0, hi=MAX_STEPS)
+    batch: int | None = _option(None, "batch size (default: the model's original)", int, True, lo=1, hi=4096)
+    device: str | None = _option(None, "cpu or cuda (default: MINIGAN_DEVICE, else the GPU if usable)", str, True,
+                                 choices=DEVICES)
+    seed: int = _option(0, "RNG seed: the same seed gives the same run", lo=0, hi=2 ** 32 - 1)
+    image_size: int = _option(64, "image size (square)", choices=IMAGE_SIZES)
+    z_dim: int | None = _option(None, "latent size (default: the model's)", int, True, lo=1, hi=4096)
+    width: int | None = _option(None, "base channel width (default: the model's, 64)", int, True, lo=1, hi=512)
+    lr_d: float | None = _option(None, "D's learning rate (default: the model's)", float, True,
+                                 lo=0, hi=1, lo_open=True)
+    lr_g: float | None = _option(None, "G's learning rate (default: the model's)", float, True,
+                                 lo=0, hi=1, lo_open=True)
+    betas: tuple | None = _option(None, "Adam's beta1 / beta2 (default: the model's)", float, True,
+                                  lo=0, hi=1, hi_open=True, flags=("--beta1", "--beta2"))
+    # "small-data" = the original recipe + DiffAugment + EMA (the default); "original" = the original alone
+    recipe: str = _option("small-data", "small-data: the original recipe + DiffAugment + EMA (default); "
+                          "original (or seed): the original project's recipe alone", choices=RECIPES,
+                          parse=parse_recipe)
+    diffaugment: str | None = _option(None, "policy, e.g. color,translation,cutout ('' disables)", str, True)
+    ema: float | None = _option(None, "EMA decay of G's weights, in [0, 1) (0 disables)", float, True,
+                                lo=0, hi=1, hi_open=True)
+    ema_start: int = _option(0, "iterations before the EMA starts tracking (it copies G until then)",
+                             lo=0, hi=MAX_STEPS)
+    # the original projects' tricks
+    d_steps: int = _option(1, "D updates per G update", lo=1, hi=100)
+    label_smoothing: bool = _option(False, "one-sided: real labels in [0.9, 1]")
+    instance_noise: float = _option(0.0, "std of noise on D's inputs, annealed to 0", lo=0, hi=10)
+    noise_anneal: int = _option(0, "steps to anneal the noise over (0: the whole run)", lo=0, hi=MAX_STEPS)
+    feature_matching: bool = _option(False, "G matches the mean of D's features on real data")
+    minibatch_discrimination: bool = _option(False, "a minibatch-discrimination layer before D's last")
+    semi_supervised: bool = _option(False, "K labelled subfolders -> K+1-class D")
+    began_gamma: float = _option(0.5, "BEGAN's equilibrium ratio gamma, in (0, 1]", lo=0, hi=1, lo_open=True)
+    began_lambda_k: float = _option(0.001, "BEGAN's k_t learning rate, in [0, 1]", lo=0, hi=1)
+    # data
+    flip: bool = _option(True, "no random horizontal flips", flags=("--no-flip",))
+    fit: str = _option("crop", "make images square by cropping or padding", choices=FITS)
+    background: tuple = _option((255, 255, 255), "colour behind transparent pixels", int, lo=0, hi=255,
+                                parse=parse_color)
+    # outputs
+    sample_every: int = _option(200, "write the fixed-z sample grid every N steps", lo=1, hi=MAX_STEPS)
+    checkpoint_every: int = _option(200, "write a checkpoint every N steps", lo=1, hi=MAX_STEPS)
+    eval_every: int = _option(0, "compute quality metrics every N steps (0: off)", lo=0, hi=MAX_STEPS)
+    eval_n: int = _option(500, "generated images per quality evaluation", lo=1, hi=10 ** 6)
+    n_samples: int = _option(64, "fixed-z grid size", lo=1, hi=1024, cli=False)
+    max_retries: int = _option(3, "rollbacks after non-finite losses before giving up", lo=0, hi=100, cli=False)
+
+    # -- checks ---------------------------------------------------------------------
+    def validate(self, source: str | None = None) -> "TrainConfig":
+        """Every value against its field's Option; one ConfigError naming the option (or ``source``'s key)."""
+        for f in dataclasses.fields(self):
+            option, value = f.metadata["option"], getattr(self, f.name)
+            if value is None and f.metadata["optional"]:
                 continue
-            numeric = (int,) if name in _INTS + _OPTIONAL_INTS else (int, float)
-            if isinstance(value, bool) or not isinstance(value, numeric):
-                raise ConfigError(f"option {name!r} must be a number, not {value!r}.")
-        if self.model not in MODEL_NAMES:
-            raise ConfigError(f"unknown model {self.model!r}: choose one of {', '.join(MODEL_NAMES)}.")
-        if self.recipe not in RECIPES:
-            raise ConfigError(f"unknown recipe {self.recipe!r}: choose one of {', '.join(RECIPES)}.")
-        if self.image_size not in (32, 64, 128):
-            raise ConfigError(f"image size {self.image_size} is not supported: use 32, 64 or 128.")
-        if self.iters < 0 or (self.batch is not None and self.batch < 1) or self.d_steps < 1:
-            raise ConfigError("--iters must be >= 0, and --batch and --d-steps >= 1.")
-        if self.sample_every < 1 or self.checkpoint_every < 1 or self.eval_every < 0:
-            raise ConfigError("--sample-every and --checkpoint-every must be >= 1, and --eval-every >= 0.")
-        if self.fit not in ("crop", "pad"):
-            raise ConfigError(f"--fit must be 'crop' or 'pad', not {self.fit!r}.")
-        if self.model == "began" and (self.feature_matching or self.minibatch_discrimination or self.semi_supervised):
-            raise ConfigError("feature matching, minibatch discrimination and the semi-supervised D need a "
-                              "classifier D: use them with sagan, dcgan or dcgan128, not began.")
+            if f.name == "recipe":
+                value = RECIPE_ALIASES.get(value, value)
+            width = len(option.flags) if len(option.flags) > 1 else 3 if isinstance(f.default, tuple) else 0
+            if not width:
+                if not option.accepts(value):
+                    raise ConfigError(_bad_value(f.name, option.flags, value, option.rule(), source))
+                continue
+            if not isinstance(value, (tuple, list)) or len(value) != width:
+                raise ConfigError(_bad_value(f.name, option.flags, value, f"{width} values", source))
+            for i, v in enumerate(value):  # a tuple's elements: named by their own flag when they have one
+                if not ((v is None and f.metadata["optional"]) or option.accepts(v)):
+                    name, flags = (f"{f.name}[{i}]", option.flags[i:i + 1]) if option.flags else (f.name, ())
+                    raise ConfigError(_bad_value(name, flags, v if option.flags else value,
+                                                 option.rule() if option.flags else f"{width} values, each "
+                                                 f"{option.rule()}", source))
+        policy = self.diffaugment or ""
+        from minigan.augment import AUGMENTATIONS
+
+        unknown = [p.strip() for p in policy.split(",") if p.strip() and p.strip() not in AUGMENTATIONS]
+        if unknown:
+            raise ConfigError(_bad_value("diffaugment", (), self.diffaugment,
+                                         f"a comma-separated list of {', '.join(AUGMENTATIONS)}", source))
+        tricks = self.feature_matching or self.minibatch_discrimination or self.semi_supervised
+        if tricks and self.model in MODELS and not MODELS[self.model].classifier:
+            classifiers = [name for name, entry in MODELS.items() if entry.classifier]
+            raise ConfigError(f"feature matching, minibatch discrimination and the semi-supervised D need a "
+                              f"classifier D: use them with {', '.join(classifiers)}, not {self.model}.")
         return self
 
-    # -- derived defaults ----------------------------------------------------------
     @property
-    def diffaugment_policy(self) -> str:
-        if self.diffaugment is not None:
-            return self.diffaugment
-        return "color,translation,cutout" if self.recipe == "small-data" else ""
+    def is_resolved(self) -> bool:
+        return None not in (self.out, self.batch, self.lr_d, self.lr_g, self.betas, self.device, self.diffaugment,
+                            self.ema) and None not in self.betas and self.recipe in RECIPES
 
-    @property
-    def ema_decay(self) -> float:
-        if self.ema is not None:
-            return self.ema
-        return 0.999 if self.recipe == "small-data" else 0.0
-
+    # -- JSON -------------------------------------------------------------------------
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d["betas"] = list(self.betas) if self.betas is not None else None
@@ -114,13 +203,61 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
+        """A config as ``to_dict`` (of this or an older version) wrote it; not validated yet."""
         known = {f.name for f in dataclasses.fields(cls)}
+        d = {k: v for k, v in d.items() if k not in DROPPED_KEYS}
         unknown = sorted(set(d) - known)
         if unknown:
             raise ConfigError(f"unknown config keys {unknown}: this run was written by another minigan version.")
-        d = dict(d)
-        if d.get("betas") is not None:
-            d["betas"] = tuple(d["betas"])
-        if d.get("background") is not None:
-            d["background"] = tuple(d["background"])
+        for key in ("betas", "background"):
+            if isinstance(d.get(key), list):
+                d[key] = tuple(d[key])
+        if d.get("recipe") in RECIPE_ALIASES:
+            d["recipe"] = RECIPE_ALIASES[d["recipe"]]
         return cls(**d)
+
+
+def _bad_value(name: str, flags: tuple, value, rule: str, source: str | None) -> str:
+    """One sentence: the option's flag and the fix, or for a checkpoint's config the file, the key and the value."""
+    if source is not None:
+        return (f"'{source}' holds a run configuration with {name} = {value!r}, which must be {rule}; "
+                "the file is damaged or was edited: use another checkpoint.")
+    flag = "/".join(flags) if flags else "--" + name.replace("_", "-")
+    return f"{flag} must be {rule}, not {value!r}."
+
+
+def resolve(options: TrainConfig, device: str) -> TrainConfig:
+    """The config a run uses: ``options`` (validated) with every ``None`` the model's, the recipe's or the
+    device's value. Pure: the same options and device give the same config; resolving twice changes nothing."""
+    options.validate()
+    recipe = MODELS[options.model].recipe
+    small_data = RECIPE_ALIASES.get(options.recipe, options.recipe) == "small-data"
+    given = options.betas if options.betas is not None else (None, None)  # either beta may be left to the model
+    return dataclasses.replace(
+        options,
+        out=options.out if options.out is not None else os.path.join("runs", options.model),
+        recipe="small-data" if small_data else "original",
+        batch=options.batch if options.batch is not None else recipe["batch"],
+        lr_d=options.lr_d if options.lr_d is not None else recipe["lr_d"],
+        lr_g=options.lr_g if options.lr_g is not None else recipe["lr_g"],
+        betas=tuple(b if b is not None else default for b, default in zip(given, recipe["betas"])),
+        device=device,
+        diffaugment=(options.diffaugment if options.diffaugment is not None
+                     else "color,translation,cutout" if small_data else ""),
+        ema=options.ema if options.ema is not None else 0.999 if small_data else 0.0,
+    )
+
+
+def fields_with_options():
+    """(field, Option) of every TrainConfig field, in order (the CLI's train options)."""
+    return [(f, f.metadata["option"]) for f in dataclasses.fields(TrainConfig)]
+
+
+def load_data(config: TrainConfig):
+    """The ImageSet a (resolved) config trains on: its --data folder, or the built-in procedural faces."""
+    from minigan.data import default_dataset, load_folder
+
+    if config.data is None:
+        return default_dataset(size=config.image_size, seed=config.seed)
+    return load_folder(config.data, config.image_size, background=config.background, fit=config.fit,
+                       cache_dir=os.path.join(config.out, "cache"))

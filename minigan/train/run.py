@@ -1,8 +1,15 @@
-"""A whole training run: folder in, run folder out; resumable, interruptible, self-healing.
+"""A whole training run (:class:`Run`): folder in, run folder out; locked, resumable, interruptible,
+self-healing. The iteration itself is the :class:`~minigan.train.trainer.Trainer`'s.
 
+* One training per folder: an exclusive ``flock`` on ``RUN/.lock`` is held for
+  the whole run (the kernel drops it when the process dies, even by SIGKILL);
+  a second train or resume on the folder is one RunError naming the holder's PID.
+  Stale checkpoint temporaries are removed only under the lock. Reading a run
+  (generate, interpolate, eval) takes no lock: checkpoints are replaced atomically.
 * Checkpoints every ``checkpoint_every`` steps (atomic), and at the end.
-* ``resume=True`` continues from ``RUN/checkpoint.npz`` exactly where it
-  stopped (the log is cut back to the checkpoint's step).
+* ``resume=True`` continues from the run's checkpoint exactly where it
+  stopped (the log is cut back to the checkpoint's step); without a checkpoint
+  it is an error, and a fresh run never writes into a folder that holds a log.
 * Ctrl-C / SIGTERM finish the current step, save a checkpoint and stop
   (a second Ctrl-C stops at once, still never tearing a checkpoint).
 * Non-finite losses or weights roll the run back to the last checkpoint and
@@ -16,6 +23,9 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import errno
+import fcntl
 import os
 import signal
 import sys
@@ -26,8 +36,15 @@ import numpy as np
 
 from minigan import backend, checkpoint
 from minigan.train import outputs
-from minigan.train.config import ConfigError, TrainConfig
+from minigan.train.config import ConfigError, TrainConfig, resolve
+from minigan.train.generator import Generator
+from minigan.train.state import OutOfMemory, memory_for, read_checkpoint
 from minigan.train.trainer import Trainer, TrainingDiverged
+
+LOCK_NAME = ".lock"
+LOG_NAME = "log.csv"
+# options a resume takes from the command line; every other value is the checkpoint's
+RESUME_OVERRIDES = ("iters", "sample_every", "checkpoint_every", "eval_every")
 
 
 class RunError(RuntimeError):
@@ -50,8 +67,38 @@ def _check_writable(out: str) -> None:
                        "choose another --out.") from exc
 
 
+class FolderLock:
+    """An exclusive ``flock`` on ``FOLDER/.lock`` while the block runs; the file holds the holder's PID."""
+
+    def __init__(self, folder: str):
+        self.folder, self.path, self.fd = folder, os.path.join(folder, LOCK_NAME), None
+
+    def __enter__(self) -> "FolderLock":
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+            os.close(fd)
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                raise RunError(f"'{self.folder}' is in use by another training (PID {holder}): let it finish or "
+                               "stop it first, or choose another --out.") from exc
+            raise RunError(f"cannot lock the output folder '{self.folder}' ({exc.strerror}): "
+                           "choose another --out.") from exc
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+        self.fd = fd
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        fcntl.flock(self.fd, fcntl.LOCK_UN)
+        os.close(self.fd)
+        self.fd = None
+
+
 def _remove_stale_temporaries(out: str) -> None:
-    """Delete checkpoint temporaries left by a process killed while saving (each one is model-sized)."""
+    """Delete checkpoint temporaries left by a process killed while saving (each one is model-sized).
+    Called only under the folder's lock: no live training is writing one."""
     try:
         names = os.listdir(out)
     except OSError:
@@ -89,110 +136,207 @@ def threading_main() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
-def prepare(config: TrainConfig, resume: bool = False) -> tuple[Trainer, bool]:
-    """Build the trainer for ``config``; with ``resume`` restore RUN/checkpoint.npz if present."""
-    config.validate()
-    out = config.out
-    ckpt = checkpoint.in_run(out)
-    if os.path.exists(ckpt) and not resume:
-        raise RunError(f"'{out}' already holds a run ({checkpoint.FILENAME}): pass --resume to continue it, "
-                       "or choose another --out.")
-    _check_writable(out)
-    _remove_stale_temporaries(out)
-    if resume and os.path.exists(ckpt):
-        arrays, meta = checkpoint.load(ckpt)
-        saved = Trainer.config_from_checkpoint(meta, ckpt)
-        if saved.model != config.model:
-            raise RunError(f"'{out}' holds a {saved.model} run, not {config.model}: resume it with "
+class Run:
+    """A training run in a folder: ``options`` are resolved (or, on resume, read from the checkpoint), the
+    folder is locked, and :meth:`train` loops the Trainer with checkpoints, signals, logs and figures.
+
+    After :meth:`train`: ``trainer`` (the state), ``config`` (the resolved config), ``step``, and
+    :meth:`generator` for sampling.
+    """
+
+    def __init__(self, options: TrainConfig, resume: bool = False, progress: bool = True, log=print):
+        self.options, self.resume, self.progress, self.log = options, resume, progress, log
+        self.trainer: Trainer | None = None
+        self.resumed = False
+
+    @property
+    def config(self) -> TrainConfig:
+        return self.trainer.config
+
+    @property
+    def step(self) -> int:
+        return self.trainer.step_count
+
+    @property
+    def folder(self) -> str:
+        return self.config.out
+
+    def generator(self) -> Generator:
+        return self.trainer.generator()
+
+    # -- starting ------------------------------------------------------------------------------
+    def train(self) -> "Run":
+        config = resolve(self.options, backend.resolve(self.options.device))
+        out = config.out
+        _check_writable(out)
+        with FolderLock(out):
+            self._check_folder(out)
+            _remove_stale_temporaries(out)
+            self.trainer = self._resume(config) if self.resume else self._fresh(config)
+            self.resumed = self.resume
+            try:
+                self._loop()
+            except OSError as exc:  # a sample, log or figure that cannot be written (disk full, folder removed)
+                raise RunError(f"could not write to the output folder '{out}' ({exc.strerror or exc}); its last "
+                               "checkpoint is intact: free some disk space, then continue with --resume.") from exc
+            except OutOfMemory:
+                raise
+            except MemoryError as exc:
+                c = self.config
+                fix = (f"this run's configuration (from its checkpoint '{checkpoint.in_run(out)}') needs more "
+                       "memory than this device has: resume it on a bigger device" if self.resumed else
+                       "use a smaller --batch, --width or --image-size")
+                raise OutOfMemory(f"out of memory at step {self.step + 1} of training the {c.model} (batch "
+                                  f"{c.batch}, width {c.width}, {c.image_size}x{c.image_size}): {fix}.") from exc
+        return self
+
+    def _check_folder(self, out: str) -> None:
+        has_checkpoint = os.path.exists(checkpoint.in_run(out))
+        if has_checkpoint and not self.resume:
+            raise RunError(f"'{out}' already holds a run ({checkpoint.FILENAME}): pass --resume to continue it, "
+                           "or choose another --out.")
+        if self.resume and not has_checkpoint:
+            raise RunError(f"'{out}' has no checkpoint to resume ({checkpoint.FILENAME}): run the same command "
+                           "without --resume to start a fresh run there.")
+        if not self.resume and os.path.exists(os.path.join(out, LOG_NAME)):
+            raise RunError(f"'{out}' holds the {LOG_NAME} of an earlier run but no checkpoint to continue from: "
+                           "choose another --out, or delete that folder to start again.")
+
+    def _fresh(self, config: TrainConfig) -> Trainer:
+        what = (f"building the {config.model} (width {config.width}, z size {config.z_dim}, "
+                f"{config.image_size}x{config.image_size}, batch {config.batch})")
+        with memory_for(what, fix="use a smaller --batch, --width or --image-size"):
+            return Trainer(config)
+
+    def _resume(self, options: TrainConfig) -> Trainer:
+        path = checkpoint.in_run(options.out)
+        arrays, meta, saved = read_checkpoint(path)
+        if saved.model != options.model:
+            raise RunError(f"'{options.out}' holds a {saved.model} run, not {options.model}: resume it with "
                            f"--model {saved.model}, or choose another --out.")
-        for key in ("iters", "device", "sample_every", "checkpoint_every", "eval_every"):
-            setattr(saved, key, getattr(config, key))
-        if config.data is not None:  # the folder may have moved since; the sampler checks it is the same set
-            saved.data = config.data
-        saved.out = out
-        trainer = Trainer(saved)
+        changes = {key: getattr(options, key) for key in RESUME_OVERRIDES}
+        if self.options.data is not None:  # the folder may have moved; the sampler checks it is the same set
+            changes["data"] = self.options.data
+        config = resolve(dataclasses.replace(saved, out=options.out, **changes), options.device)
+        what = (f"building the {config.model} that '{path}' describes (width {config.width}, z size "
+                f"{config.z_dim}, {config.image_size}x{config.image_size}, batch {config.batch})")
+        with memory_for(what, checkpoint=path):
+            trainer = Trainer(config)
         try:
-            trainer.load_state(arrays, meta, source=ckpt)
+            trainer.load_state(arrays, meta, source=path)
         except ValueError as exc:  # e.g. the sampler's state is for another data set; the message says so
             if isinstance(exc, checkpoint.CheckpointError):
                 raise
-            raise RunError(f"cannot resume from '{ckpt}': {exc}") from exc
-        return trainer, True
-    return Trainer(config), False
+            raise RunError(f"cannot resume from '{path}': {exc}") from exc
+        return trainer
+
+    # -- the loop ------------------------------------------------------------------------------
+    def _loop(self) -> None:
+        trainer, c, log = self.trainer, self.config, self.log
+        out = c.out
+        losses = outputs.CsvLog(os.path.join(out, LOG_NAME))
+        metrics = outputs.CsvLog(os.path.join(out, "metrics.csv"))
+        if self.resumed:
+            losses.truncate_after(trainer.step_count)
+            metrics.truncate_after(trainer.step_count)
+            log(f"resuming {c.model} from step {trainer.step_count} in '{out}'")
+        else:
+            outputs.save_mean_image(out, trainer.data.images)
+            self._save_checkpoint()  # step 0: the first rollback target
+        outputs.write_config(out, c.to_dict())
+
+        bar = _progress_bar(c.iters, trainer.step_count, self.progress)
+        retries = 0
+        last_saved = trainer.step_count  # a resumed run's checkpoint, or the step-0 one just written
+        started = time.time()
+        with _stop_requests() as stop:
+            try:
+                while trainer.step_count < c.iters and not stop["stop"]:
+                    stats = trainer.step()
+                    problem = _divergence(trainer, stats)
+                    if problem:
+                        retries += 1
+                        self._roll_back(retries, problem)
+                        # rows logged after the checkpoint belong to the abandoned attempt
+                        losses.truncate_after(trainer.step_count)
+                        metrics.truncate_after(trainer.step_count)
+                        continue
+                    stats["time"] = round(time.time() - started, 3)
+                    losses.append(stats)
+                    step = trainer.step_count
+                    bar.update(1)
+                    bar.set_postfix({k: f"{stats[k]:.3f}" for k in trainer.loss.shown if k in stats}, refresh=False)
+                    if step % c.sample_every == 0:
+                        outputs.save_samples(out, step, trainer.generate(trainer.fixed_z))
+                    if c.eval_every and step % c.eval_every == 0:
+                        self._evaluate(metrics)
+                    if step % c.checkpoint_every == 0:
+                        losses.flush()
+                        metrics.flush()
+                        self._save_checkpoint()
+                        last_saved, retries = step, 0
+            except KeyboardInterrupt:
+                stop["stop"] = True  # a second Ctrl-C mid-step: the last checkpoint stays the resume point
+                bar.close()
+                log(f"interrupted after step {trainer.step_count}; continue from the last checkpoint "
+                    f"(step {last_saved}) with --resume")
+                raise
+        bar.close()
+        losses.flush()
+        metrics.flush()
+        self._save_checkpoint()
+        self._final_figures(losses, metrics)
+        if stop["stop"] and trainer.step_count < c.iters:
+            log(f"stopped at step {trainer.step_count}; checkpoint saved to '{checkpoint.in_run(out)}'. "
+                "Continue with --resume.")
+            raise KeyboardInterrupt
+
+    def _save_checkpoint(self) -> None:
+        arrays, meta = self.trainer.state()
+        checkpoint.save(checkpoint.in_run(self.config.out), arrays, meta)
+
+    def _roll_back(self, retries: int, problem: str) -> None:
+        trainer, c = self.trainer, self.config
+        if retries > c.max_retries:
+            raise TrainingDiverged(
+                f"training diverged in '{c.out}': {problem}, still after {c.max_retries} rollbacks to its last "
+                "checkpoint; lower the learning rates (--lr-d/--lr-g) or use --recipe small-data.")
+        path = checkpoint.in_run(c.out)
+        arrays, meta, _ = read_checkpoint(path)
+        trainer.load_state(arrays, meta, source=path)
+        # the same randomness would diverge the same way: draw a fresh stream for the retry
+        trainer.rng = np.random.default_rng([c.seed, 1, trainer.step_count, retries])
+        warnings.warn(f"{problem}; rolled back to step {trainer.step_count} and retrying "
+                      f"({retries}/{c.max_retries})", TrainingWarning, stacklevel=3)
+
+    def _evaluate(self, metrics: outputs.CsvLog) -> dict:
+        from minigan.metrics import evaluate
+
+        trainer, c = self.trainer, self.config
+        rng = np.random.default_rng([c.seed, 3, trainer.step_count])
+        n = min(c.eval_n, max(len(trainer.data.images), 64))
+        fake = trainer.generate(trainer.gan.sample_z(n, rng))
+        results = evaluate(trainer.data.images, fake, seed=c.seed)
+        metrics.append(dict(step=trainer.step_count, **{k: float(v) for k, v in results.items()}))
+        return results
+
+    def _final_figures(self, losses, metrics) -> None:
+        trainer, c = self.trainer, self.config
+        out = c.out
+        images = trainer.generate(trainer.fixed_z)
+        outputs.save_samples(out, trainer.step_count, images)
+        order = np.random.default_rng(c.seed).permutation(len(trainer.data.images))
+        outputs.save_real_vs_fake(out, trainer.data.images[order], images)
+        outputs.save_progress(out, c.image_size)
+        outputs.plot_curves(losses, os.path.join(out, "losses.png"), list(trainer.loss.plotted), f"{c.model} losses")
+        if metrics.rows:
+            outputs.plot_curves(metrics, os.path.join(out, "metrics.png"),
+                                ["swd_mean", "precision", "recall", "ndb_ratio"], f"{c.model} quality")
 
 
-def run(config: TrainConfig, resume: bool = False, progress: bool = True, log=print) -> Trainer:
-    trainer, resumed = prepare(config, resume)
-    try:
-        return _run(trainer, resumed, progress, log)
-    except OSError as exc:  # a sample, log or figure that cannot be written (disk full, folder removed)
-        out = trainer.config.out
-        raise RunError(f"could not write to the output folder '{out}' ({exc.strerror or exc}); its last "
-                       "checkpoint is intact: free some disk space, then continue with --resume.") from exc
-
-
-def _run(trainer: Trainer, resumed: bool, progress: bool, log) -> Trainer:
-    c = trainer.config
-    out = c.out
-    losses = outputs.CsvLog(os.path.join(out, "log.csv"))
-    metrics = outputs.CsvLog(os.path.join(out, "metrics.csv"))
-    if resumed:
-        losses.truncate_after(trainer.step_count)
-        metrics.truncate_after(trainer.step_count)
-        log(f"resuming {c.model} from step {trainer.step_count} in '{out}'")
-    else:
-        outputs.save_mean_image(out, trainer.data.images)
-        trainer.save_checkpoint()  # step 0: the first rollback target
-    outputs.write_config(out, c.to_dict())
-
-    bar = _progress_bar(c.iters, trainer.step_count, progress)
-    retries = 0
-    last_saved = trainer.step_count  # a resumed run's checkpoint, or the step-0 one just written
-    started = time.time()
-    with _stop_requests() as stop:
-        try:
-            while trainer.step_count < c.iters and not stop["stop"]:
-                stats = trainer.step()
-                problem = _divergence(trainer, stats)
-                if problem:
-                    retries += 1
-                    _roll_back(trainer, retries, problem, log)
-                    # rows logged after the checkpoint belong to the abandoned attempt
-                    losses.truncate_after(trainer.step_count)
-                    metrics.truncate_after(trainer.step_count)
-                    continue
-                stats["time"] = round(time.time() - started, 3)
-                losses.append(stats)
-                step = trainer.step_count
-                bar.update(1)
-                bar.set_postfix(_postfix(stats), refresh=False)
-                if step % c.sample_every == 0:
-                    outputs.save_samples(out, step, trainer.generate(trainer.fixed_z))
-                if c.eval_every and step % c.eval_every == 0:
-                    _evaluate(trainer, metrics)
-                if step % c.checkpoint_every == 0:
-                    _save(trainer, losses, metrics)
-                    last_saved, retries = step, 0
-        except KeyboardInterrupt:
-            stop["stop"] = True  # a second Ctrl-C mid-step: the last checkpoint stays the resume point
-            bar.close()
-            log(f"interrupted after step {trainer.step_count}; continue from the last checkpoint "
-                f"(step {last_saved}) with --resume")
-            raise
-    bar.close()
-    _save(trainer, losses, metrics)
-    _final_figures(trainer, losses, metrics)
-    if stop["stop"] and trainer.step_count < c.iters:
-        log(f"stopped at step {trainer.step_count}; checkpoint saved to '{checkpoint.in_run(out)}'. "
-            "Continue with --resume.")
-        raise KeyboardInterrupt
-    return trainer
-
-
-def _save(trainer, losses, metrics):
-    losses.flush()
-    metrics.flush()
-    trainer.save_checkpoint()
+def run(config: TrainConfig, resume: bool = False, progress: bool = True, log=print) -> Run:
+    """Train ``config`` (options, or a resolved config) in its folder; returns the finished Run."""
+    return Run(config, resume=resume, progress=progress, log=log).train()
 
 
 def _weights_finite(trainer: Trainer) -> bool:
@@ -223,52 +367,6 @@ def _divergence(trainer: Trainer, stats: dict) -> str:
     return ""
 
 
-def _roll_back(trainer: Trainer, retries: int, problem: str, log) -> None:
-    c = trainer.config
-    if retries > c.max_retries:
-        raise TrainingDiverged(
-            f"training diverged in '{c.out}': {problem}, still after {c.max_retries} rollbacks to its last "
-            "checkpoint; lower the learning rates (--lr-d/--lr-g) or use --recipe small-data.")
-    path = checkpoint.in_run(c.out)
-    arrays, meta = checkpoint.load(path)
-    trainer.load_state(arrays, meta, source=path)
-    # the same randomness would diverge the same way: draw a fresh stream for the retry
-    trainer.rng = np.random.default_rng([c.seed, 1, trainer.step_count, retries])
-    warnings.warn(f"{problem}; rolled back to step {trainer.step_count} and retrying "
-                  f"({retries}/{c.max_retries})", TrainingWarning, stacklevel=2)
-
-
-def _evaluate(trainer: Trainer, metrics: outputs.CsvLog) -> dict:
-    from minigan.metrics import evaluate
-
-    c = trainer.config
-    rng = np.random.default_rng([c.seed, 3, trainer.step_count])
-    n = min(c.eval_n, max(len(trainer.data.images), 64))
-    fake = trainer.generate(trainer.gan.sample_z(n, rng))
-    results = evaluate(trainer.data.images, fake, seed=c.seed)
-    metrics.append(dict(step=trainer.step_count, **{k: float(v) for k, v in results.items()}))
-    return results
-
-
-def _postfix(stats: dict) -> dict:
-    keys = ["loss_d", "loss_g", "k_t", "M_global"]
-    return {k: f"{stats[k]:.3f}" for k in keys if k in stats}
-
-
-def _final_figures(trainer: Trainer, losses, metrics) -> None:
-    c, out = trainer.config, trainer.config.out
-    images = trainer.generate(trainer.fixed_z)
-    outputs.save_samples(out, trainer.step_count, images)
-    order = np.random.default_rng(c.seed).permutation(len(trainer.data.images))
-    outputs.save_real_vs_fake(out, trainer.data.images[order], images)
-    outputs.save_progress(out, c.image_size)
-    names = ["loss_d", "loss_g", "k_t", "M_global"] if c.model == "began" else ["loss_d", "loss_g", "D_real", "D_fake"]
-    outputs.plot_curves(losses, os.path.join(out, "losses.png"), names, f"{c.model} losses")
-    if metrics.rows:
-        outputs.plot_curves(metrics, os.path.join(out, "metrics.png"),
-                            ["swd_mean", "precision", "recall", "ndb_ratio"], f"{c.model} quality")
-
-
 class _NoBar:
     def update(self, n=1): pass
     def set_postfix(self, *a, **k): pass
@@ -284,4 +382,5 @@ def _progress_bar(total: int, initial: int, enabled: bool):
                 desc="training", smoothing=0.1)
 
 
-__all__ = ["ConfigError", "RunError", "TrainConfig", "TrainingDiverged", "TrainingWarning", "prepare", "run"]
+__all__ = ["ConfigError", "FolderLock", "Run", "RunError", "TrainConfig", "TrainingDiverged", "TrainingWarning",
+           "run"]

@@ -188,7 +188,7 @@ def _one_numba_thread():
 @pytest.fixture(scope="session", autouse=True)
 def _warm_kernel_cache():
     """Compile (or load) every CPU kernel the runs use once, so the first child does not pay for it alone."""
-    from minigan.train import TrainConfig, Trainer
+    from minigan.train import TrainConfig, Trainer, resolve
 
     import numba
 
@@ -196,7 +196,8 @@ def _warm_kernel_cache():
     numba.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
         for model in ("sagan", "dcgan"):
-            trainer = Trainer(TrainConfig(model=model, out=tmp, image_size=32, width=4, batch=2, n_samples=2))
+            trainer = Trainer(resolve(TrainConfig(model=model, out=tmp, image_size=32, width=4, batch=2, n_samples=2),
+                                      "cpu"))
             trainer.step()
             trainer.generate(trainer.fixed_z)
     numba.set_num_threads(before)

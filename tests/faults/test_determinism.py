@@ -75,7 +75,7 @@ def test_same_seed_same_run_twice_on_the_gpu(tmp_path):
         config = tiny_config(tmp_path / name, device="cuda", iters=6, sample_every=2, checkpoint_every=3)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            trainer = run(config, progress=False, log=lambda *a: None)
+            trainer = run(config, progress=False, log=lambda *a: None).trainer
         assert trainer.device == "cuda"
         outs.append(config.out)
     _assert_same_run(*outs)

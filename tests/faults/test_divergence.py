@@ -84,7 +84,7 @@ def test_one_bad_step_is_rolled_back_and_retried_and_leaves_no_trace(tmp_path, m
     config = _config(tmp_path, checkpoint_every=3)
     calls = _poison(monkeypatch, {at: [kind]})
     with pytest.warns(TrainingWarning) as caught:
-        trainer = run(config, progress=False, log=_quiet)
+        trainer = run(config, progress=False, log=_quiet).trainer
     messages = [str(w.message) for w in caught if issubclass(w.category, TrainingWarning)]
     assert len(messages) == 1, messages
     assert what in messages[0] and f"rolled back to step {rolled_to} and retrying (1/3)" in messages[0]
@@ -102,7 +102,7 @@ def test_retries_count_only_consecutive_failures(tmp_path, monkeypatch):
     config = _config(tmp_path, max_retries=2)
     calls = _poison(monkeypatch, {3: ["nan-loss", "nan-G"], 5: ["inf-loss", "inf-D"]})
     with pytest.warns(TrainingWarning) as caught:
-        trainer = run(config, progress=False, log=_quiet)
+        trainer = run(config, progress=False, log=_quiet).trainer
     assert len([w for w in caught if issubclass(w.category, TrainingWarning)]) == 4
     assert trainer.step_count == 6 and calls[3] == calls[5] == 3
 

@@ -51,7 +51,7 @@ def measure(tmp_path, monkeypatch, model, iters, warmup, leak=False):
                          sample_every=500, n_samples=4)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        trainer = run(config, progress=False, log=lambda *a: None)
+        trainer = run(config, progress=False, log=lambda *a: None).trainer
     assert trainer.step_count == iters
     return marks[iters] - marks[warmup], marks
 

@@ -2,15 +2,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from minigan.train import TrainConfig
+from minigan import backend
+from minigan.train import TrainConfig, resolve
 
 
 def tiny_config(tmp_path, **kw):
-    """A run small enough for CI: 32x32 images, narrow nets, a handful of steps."""
+    """A run small enough for CI: 32x32 images, narrow nets, a handful of steps (resolved: a Trainer takes it)."""
     defaults = dict(model="sagan", out=str(tmp_path / "run"), image_size=32, width=8, iters=4, batch=3,
                     sample_every=2, checkpoint_every=2, n_samples=4, seed=0)
     defaults.update(kw)
-    return TrainConfig(**defaults)
+    options = TrainConfig(**defaults)
+    return resolve(options, backend.resolve(options.device))
 
 
 @pytest.fixture

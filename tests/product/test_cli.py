@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from minigan.cli import main, slerp
+from minigan.cli import main
+from minigan.train.generator import slerp
 
 TINY = ["--image-size", "32", "--width", "4", "--batch", "2", "--iters", "3", "--sample-every", "3",
         "--checkpoint-every", "3", "--quiet"]

@@ -1,4 +1,5 @@
 """The Trainer and the run loop: every model and trick steps, runs resume exactly."""
+import dataclasses
 import json
 import os
 
@@ -56,7 +57,7 @@ def test_ema_tracks_g(tmp_path):
     trainer.step()
     (_, g), (_, e) = next(iter(trainer.G.named_parameters())), next(iter(trainer.G_ema.named_parameters()))
     assert not np.array_equal(g.numpy(), e.numpy())  # lags behind G ...
-    trainer.config.ema = 0.0
+    trainer.config = dataclasses.replace(trainer.config, ema=0.0)  # the config is frozen: a new one
     trainer.step()
     np.testing.assert_array_equal(next(iter(trainer.G_ema.named_parameters()))[1].numpy(),
                                   next(iter(trainer.G.named_parameters()))[1].numpy())  # ... decay 0 copies

@@ -1,0 +1,161 @@
+"""The loss families: what D and G minimise, and the per-step state and statistics that go with it.
+
+* hinge (SAGAN):  L_D = E[relu(1 - D(x))] + E[relu(1 + D(G(z)))];  L_G = -E[D(G(z))]
+* bce (DCGAN):    L_D = BCE(D(x), y_real) + BCE(D(G(z)), 0);     L_G = BCE(D(G(z)), 1)
+                  (the non-saturating G loss; y_real in [0.9, 1] with one-sided label smoothing)
+* semi-supervised (any classifier D with K labelled classes): D outputs K+1 logits,
+                  L_D = CE(D(x), label) + CE(D(G(z)), K);  L_G = -E log(1 - p_K(G(z)))
+* began (BEGAN):  L(v) = E|v - D(v)|;  L_D = L(x) - k_t L(G(z));  L_G = L(G(z));
+                  k_{t+1} = clip(k_t + lambda_k (gamma L(x) - L(G(z))), 0, 1);
+                  M_global = L(x) + |gamma L(x) - L(G(z))|
+
+With feature matching, every classifier family's G loss is ||E f(x) - E f(G(z))||^2 instead.
+
+One interface (:class:`LossFamily`): ``d_loss`` and ``g_loss`` return a scalar
+Tensor and the statistics to log; ``end_step`` updates the family's own state
+(BEGAN's k_t) once per iteration; ``plotted`` names the columns of losses.png and
+``shown`` those on the progress bar. :func:`loss_family` picks the family of a model.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+import minigan.ops as F
+from minigan.models.base import feature_matching_loss
+from minigan.tensor import Tensor, no_grad
+
+
+class LossFamily:
+    """``D``: the discriminator; ``see(x)``: what D is shown of images x (DiffAugment, instance noise)."""
+
+    plotted = ("loss_d", "loss_g")
+    shown = ("loss_d", "loss_g")
+
+    def __init__(self, config, D, see):
+        self.config, self.D, self.see = config, D, see
+
+    def d_loss(self, real, fake, labels, rng: np.random.Generator):
+        """(L_D, statistics) for a real batch, a detached fake batch and the real labels (or None)."""
+        raise NotImplementedError
+
+    def g_loss(self, real, fake):
+        """(L_G, statistics) for the last real batch and a fake batch that carries G's graph."""
+        raise NotImplementedError
+
+    def end_step(self, stats: dict) -> dict:
+        """Update per-step state after the G step; returns statistics to log with the step."""
+        return {}
+
+    def state_dict(self) -> dict:
+        # a checkpoint (format 1) always holds k_t: BEGAN's balance, 0 for every other family
+        return {"k_t": 0.0}
+
+    def load_state_dict(self, meta: dict) -> None:
+        pass
+
+
+class ClassifierLoss(LossFamily):
+    """A family whose D outputs logits; subclasses give the two objectives on them."""
+
+    plotted = ("loss_d", "loss_g", "D_real", "D_fake")
+
+    def d_loss(self, real, fake, labels, rng):
+        real_logits, fake_logits = self.D(self.see(real)), self.D(self.see(fake))
+        loss = self.d_objective(real_logits, fake_logits, labels, rng)
+        return loss, {"D_real": float(real_logits.data.mean()), "D_fake": float(fake_logits.data.mean())}
+
+    def g_loss(self, real, fake):
+        if self.config.feature_matching:
+            with no_grad():
+                _, real_feats = self.D(self.see(real), features=True)
+            _, fake_feats = self.D(self.see(fake), features=True)
+            return feature_matching_loss(real_feats.detach(), fake_feats), {}
+        return self.g_objective(self.D(self.see(fake))), {}
+
+    def d_objective(self, real_logits, fake_logits, labels, rng):
+        raise NotImplementedError
+
+    def g_objective(self, fake_logits):
+        raise NotImplementedError
+
+
+class HingeLoss(ClassifierLoss):
+    def d_objective(self, real_logits, fake_logits, labels, rng):
+        return F.hinge_d_loss(real_logits, fake_logits)
+
+    def g_objective(self, fake_logits):
+        return F.hinge_g_loss(fake_logits)
+
+
+class BCELoss(ClassifierLoss):
+    def d_objective(self, real_logits, fake_logits, labels, rng):
+        real_target = rng.uniform(0.9, 1.0) if self.config.label_smoothing else 1.0
+        return F.bce_with_logits(real_logits, real_target) + F.bce_with_logits(fake_logits, 0.0)
+
+    def g_objective(self, fake_logits):
+        return F.bce_with_logits(fake_logits, 1.0)
+
+
+def _logsumexp(x, axis=1):
+    m = Tensor(x.data.max(axis=axis, keepdims=True))  # a constant shift: no gradient needed
+    return F.log(F.sum(F.exp(x - m), axis=axis)) + F.reshape(m, (-1,))
+
+
+class SemiSupervisedLoss(ClassifierLoss):
+    """K real classes and a (K+1)-th "generated" one (Salimans et al. 2016, sec. 5)."""
+
+    def __init__(self, config, D, see, num_classes: int):
+        super().__init__(config, D, see)
+        self.num_classes = num_classes
+
+    def d_objective(self, real_logits, fake_logits, labels, rng):
+        fake_label = np.full(fake_logits.shape[0], self.num_classes)
+        return F.cross_entropy(real_logits, labels) + F.cross_entropy(fake_logits, fake_label)
+
+    def g_objective(self, fake_logits):  # -log(1 - p_K) = logsumexp(all) - logsumexp(real classes)
+        return F.mean(_logsumexp(fake_logits) - _logsumexp(fake_logits[:, :self.num_classes]))
+
+
+class BEGANLoss(LossFamily):
+    """D is an autoencoder; its reconstruction error is the loss, balanced by k_t."""
+
+    plotted = ("loss_d", "loss_g", "k_t", "M_global")
+    shown = ("loss_d", "loss_g", "k_t", "M_global")
+
+    def __init__(self, config, D, see):
+        super().__init__(config, D, see)
+        self.k_t = 0.0
+
+    def _recon(self, x):
+        """L(v) = mean |v - D(v)| on what D sees."""
+        seen = self.see(x)
+        return F.l1_loss(seen, self.D(seen))
+
+    def d_loss(self, real, fake, labels, rng):
+        loss_real, loss_fake = self._recon(real), self._recon(fake)
+        return loss_real - self.k_t * loss_fake, {"L_real": loss_real.item(), "L_fake": loss_fake.item()}
+
+    def g_loss(self, real, fake):
+        return self._recon(fake), {}
+
+    def end_step(self, stats):
+        c = self.config
+        balance = c.began_gamma * stats["L_real"] - stats["L_fake"]
+        self.k_t = float(min(max(self.k_t + c.began_lambda_k * balance, 0.0), 1.0))
+        return {"k_t": self.k_t, "M_global": stats["L_real"] + abs(balance)}
+
+    def state_dict(self):
+        return {"k_t": self.k_t}
+
+    def load_state_dict(self, meta):
+        self.k_t = float(meta.get("k_t", 0.0))
+
+
+# the family each model's GAN.loss names (a classifier D with K labelled classes is semi-supervised instead)
+FAMILIES = {"hinge": HingeLoss, "bce": BCELoss, "began": BEGANLoss}
+
+
+def loss_family(gan, config, D, see) -> LossFamily:
+    if gan.num_classes:
+        return SemiSupervisedLoss(config, D, see, gan.num_classes)
+    return FAMILIES[gan.loss](config, D, see)

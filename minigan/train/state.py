@@ -1,0 +1,76 @@
+"""Reading a run's checkpoint back, and naming what asked for memory when there is none.
+
+:func:`read_checkpoint` is the one place the training layer reads a checkpoint
+(resume, rollback, ``minigan.load``): the file through :func:`minigan.checkpoint.load`,
+then its metadata and its run configuration checked (types and ranges, with
+errors naming the file and the value) before any model is built from them.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+
+import numpy as np
+
+from minigan import checkpoint
+from minigan.train.config import ConfigError, TrainConfig
+
+
+class OutOfMemory(MemoryError):
+    """Memory ran out; the message says what asked for it and what to change."""
+
+
+@contextlib.contextmanager
+def memory_for(what: str, checkpoint: str | None = None, fix: str = ""):
+    """Turn a MemoryError (NumPy's, or CuPy's OutOfMemoryError) inside the block into one OutOfMemory
+    sentence: "out of memory WHAT: FIX", the fix naming the checkpoint when its config asked for it."""
+    try:
+        yield
+    except OutOfMemory:
+        raise
+    except MemoryError as exc:
+        if checkpoint is not None:
+            fix = (fix or f"its configuration in '{checkpoint}' asks for more memory than this device has: use "
+                   "another checkpoint or a device with more memory")
+        raise OutOfMemory(f"out of memory {what}: {fix or 'free some memory or use a smaller --batch'}.") from exc
+
+
+def config_from_meta(meta: dict, source: str) -> TrainConfig:
+    """The TrainConfig a checkpoint was written with, validated, or one CheckpointError naming ``source``."""
+    try:
+        return TrainConfig.from_dict(meta["config"]).validate(source=source)
+    except ConfigError as exc:
+        message = str(exc) if source in str(exc) else f"cannot use '{source}': {exc}"
+        raise checkpoint.CheckpointError(message) from exc
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise checkpoint.CheckpointError(
+            f"'{source}' has no usable run configuration ({type(exc).__name__}: {exc}); "
+            "use another checkpoint.") from exc
+
+
+def _check_meta(meta: dict, source: str) -> None:
+    """The step, k_t and RNG states are what a Trainer or a Generator will use: refuse bad ones up front."""
+    step, k_t = meta.get("step"), meta.get("k_t", 0.0)
+    problem = None
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        problem = f"its step is {step!r}, not a whole number >= 0"
+    elif isinstance(k_t, bool) or not isinstance(k_t, (int, float)) or not (math.isfinite(k_t) and 0 <= k_t <= 1):
+        problem = f"its k_t is {k_t!r}, not a number in [0, 1]"
+    else:
+        for key in ("rng", "init_rng"):
+            try:
+                np.random.default_rng().bit_generator.state = meta[key]
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                problem = f"its random-generator state {key!r} is missing or malformed ({type(exc).__name__})"
+                break
+    if problem:
+        raise checkpoint.CheckpointError(f"'{source}' has malformed metadata: {problem}; use another checkpoint.")
+
+
+def read_checkpoint(path) -> tuple[dict, dict, TrainConfig]:
+    """(arrays, metadata, the validated config) of a checkpoint file or a run folder's checkpoint."""
+    source = checkpoint.locate(path)
+    arrays, meta = checkpoint.load(source)
+    config = config_from_meta(meta, source)
+    _check_meta(meta, source)
+    return arrays, meta, config
