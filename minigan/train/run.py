@@ -1,7 +1,7 @@
 """A whole training run: folder in, run folder out; resumable, interruptible, self-healing.
 
 * Checkpoints every ``checkpoint_every`` steps (atomic), and at the end.
-* ``resume=True`` continues from ``RUN/checkpoint.npz`` exactly where it
+* ``resume=True`` continues from ``RUN/checkpoint.safetensors`` exactly where it
   stopped (the log is cut back to the checkpoint's step).
 * Ctrl-C / SIGTERM finish the current step, save a checkpoint and stop
   (a second Ctrl-C stops at once, still never tearing a checkpoint).
@@ -27,7 +27,7 @@ import numpy as np
 from minigan import backend, checkpoint
 from minigan.train import outputs
 from minigan.train.config import ConfigError, TrainConfig
-from minigan.train.trainer import Trainer, TrainingDiverged
+from minigan.train.trainer import Trainer, TrainingDiverged, expected_entries, load_checkpoint
 
 
 class RunError(RuntimeError):
@@ -90,27 +90,29 @@ def threading_main() -> bool:
 
 
 def prepare(config: TrainConfig, resume: bool = False) -> tuple[Trainer, bool]:
-    """Build the trainer for ``config``; with ``resume`` restore RUN/checkpoint.npz if present."""
+    """Build the trainer for ``config``; with ``resume`` restore the run folder's checkpoint if present."""
     config.validate()
     out = config.out
-    ckpt = checkpoint.in_run(out)
+    ckpt = checkpoint.find_in_run(out) or checkpoint.in_run(out)  # a legacy checkpoint.npz too
     if os.path.exists(ckpt) and not resume:
         raise RunError(f"'{out}' already holds a run ({checkpoint.FILENAME}): pass --resume to continue it, "
                        "or choose another --out.")
     _check_writable(out)
     _remove_stale_temporaries(out)
     if resume and os.path.exists(ckpt):
-        arrays, meta = checkpoint.load(ckpt)
-        saved = Trainer.config_from_checkpoint(meta, ckpt)
-        if saved.model != config.model:
-            raise RunError(f"'{out}' holds a {saved.model} run, not {config.model}: resume it with "
-                           f"--model {saved.model}, or choose another --out.")
-        for key in ("iters", "device", "sample_every", "checkpoint_every", "eval_every"):
-            setattr(saved, key, getattr(config, key))
-        if config.data is not None:  # the folder may have moved since; the sampler checks it is the same set
-            saved.data = config.data
-        saved.out = out
-        trainer = Trainer(saved)
+        def build(meta):
+            saved = Trainer.config_from_checkpoint(meta, ckpt)
+            if saved.model != config.model:
+                raise RunError(f"'{out}' holds a {saved.model} run, not {config.model}: resume it with "
+                               f"--model {saved.model}, or choose another --out.")
+            for key in ("iters", "device", "sample_every", "checkpoint_every", "eval_every"):
+                setattr(saved, key, getattr(config, key))
+            if config.data is not None:  # the folder may have moved since; the sampler checks it is the same set
+                saved.data = config.data
+            saved.out = out
+            return Trainer(saved)
+
+        trainer, arrays, meta = load_checkpoint(ckpt, build)
         try:
             trainer.load_state(arrays, meta, source=ckpt)
         except ValueError as exc:  # e.g. the sampler's state is for another data set; the message says so
@@ -229,8 +231,8 @@ def _roll_back(trainer: Trainer, retries: int, problem: str, log) -> None:
         raise TrainingDiverged(
             f"training diverged in '{c.out}': {problem}, still after {c.max_retries} rollbacks to its last "
             "checkpoint; lower the learning rates (--lr-d/--lr-g) or use --recipe small-data.")
-    path = checkpoint.in_run(c.out)
-    arrays, meta = checkpoint.load(path)
+    path = checkpoint.locate(c.out)  # (a run resumed from a legacy checkpoint.npz may not have saved yet)
+    arrays, meta = checkpoint.load(path, expect=lambda meta: expected_entries(trainer))
     trainer.load_state(arrays, meta, source=path)
     # the same randomness would diverge the same way: draw a fresh stream for the retry
     trainer.rng = np.random.default_rng([c.seed, 1, trainer.step_count, retries])

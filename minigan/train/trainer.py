@@ -42,6 +42,9 @@ from minigan.tensor import Tensor, no_grad
 from minigan.train.config import ConfigError, TrainConfig
 
 
+MAX_CLASSES = 1000  # labelled subfolders a checkpoint's semi-supervised D may declare
+
+
 class TrainingDiverged(RuntimeError):
     """Losses stayed non-finite after every allowed rollback."""
 
@@ -278,22 +281,25 @@ class Trainer:
         checkpoint.save(path, arrays, meta)
         return path
 
-    def load_state(self, arrays: dict, meta: dict, source: str = "checkpoint", restore_sampler: bool = True):
+    def load_state(self, arrays: dict, meta: dict, source: str = "checkpoint", restore_sampler: bool = True,
+                   sampling_only: bool = False):
         """Restore everything a checkpoint holds (model shapes are checked first).
 
         Every way the checkpoint can fail to fit is one CheckpointError naming ``source``.
-        ``restore_sampler=False`` leaves the data sampler alone (sampling without the data).
+        ``restore_sampler=False`` leaves the data sampler alone (sampling without the data);
+        ``sampling_only`` restores G, its moving average and fixed_z alone.
         """
         from minigan.nn import StateDictError
 
         try:
             self.G.load_state_dict(checkpoint.split(arrays, "G"))
-            self.D.load_state_dict(checkpoint.split(arrays, "D"))
             if self.G_ema is not None:
                 ema = checkpoint.split(arrays, "G_ema")
                 self.G_ema.load_state_dict(ema if ema else checkpoint.split(arrays, "G"))
-            self.opt_d.load_state_dict(checkpoint.split(arrays, "opt_d"))
-            self.opt_g.load_state_dict(checkpoint.split(arrays, "opt_g"))
+            if not sampling_only:
+                self.D.load_state_dict(checkpoint.split(arrays, "D"))
+                self.opt_d.load_state_dict(checkpoint.split(arrays, "opt_d"))
+                self.opt_g.load_state_dict(checkpoint.split(arrays, "opt_g"))
         except (StateDictError, ValueError, KeyError) as exc:
             raise checkpoint.CheckpointError(
                 f"'{source}' does not fit this model (the {self.config.model} its own config describes: {exc}); "
@@ -301,6 +307,8 @@ class Trainer:
         try:
             self.fixed_z = arrays.get("fixed_z", self.fixed_z)
             self.step_count = int(meta["step"])
+            if self.step_count < 0:
+                raise ValueError(f"step {self.step_count} is negative")
             self.k_t = float(meta.get("k_t", 0.0))
             self.rng.bit_generator.state = meta["rng"]
             random.set_state(meta["init_rng"])
@@ -332,25 +340,36 @@ class Trainer:
     def from_checkpoint(cls, path, device=None, with_data=True):
         """Rebuild a run from its checkpoint (the config stored in it).
 
-        ``with_data=False`` skips loading the training images: enough to sample.
+        ``with_data=False`` skips loading the training images: enough to sample (D and the optimizers'
+        state are left unread).
         """
         source = os.fspath(path)
-        arrays, meta = checkpoint.load(path)
-        config = cls.config_from_checkpoint(meta, source)
-        if device is not None:
-            config.device = device
-        trainer = cls(config) if with_data else cls._for_sampling(config, meta)
-        trainer.load_state(arrays, meta, source=source, restore_sampler=with_data)
+
+        def build(meta):
+            config = cls.config_from_checkpoint(meta, source)
+            if device is not None:
+                config.device = device
+            try:
+                return cls(config) if with_data else cls._for_sampling(config, meta, source)
+            except ConfigError as exc:  # e.g. a semi-supervised config without its classes
+                raise checkpoint.CheckpointError(f"cannot use '{source}': {exc}") from exc
+
+        trainer, arrays, meta = load_checkpoint(path, build, sampling_only=not with_data)
+        trainer.load_state(arrays, meta, source=source, restore_sampler=with_data, sampling_only=not with_data)
         return trainer
 
     @classmethod
-    def _for_sampling(cls, config, meta):
+    def _for_sampling(cls, config, meta, source="checkpoint"):
         """A trainer without the training data (for generate/interpolate): a tiny stand-in set."""
         from minigan.data.folder import ImageSet
 
         config.data = None
         size = config.image_size
-        k = int(meta.get("num_classes", 0))
+        k = meta.get("num_classes", 0)
+        if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k <= MAX_CLASSES or not isinstance(
+                meta.get("class_names", []), list):
+            raise checkpoint.CheckpointError(f"'{source}' has malformed class metadata (num_classes {k!r}); "
+                                             "use another checkpoint.")
         n = max(2, k)
         stand_in = ImageSet(images=np.zeros((n, size, size, 3), np.uint8),
                             labels=np.arange(n) % k if k else None,
@@ -358,3 +377,30 @@ class Trainer:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return cls(config, dataset=stand_in)
+
+
+# -- bounded checkpoint loading (issue 13) ------------------------------------------------------------------
+_SAMPLING_ENTRIES = ("G/", "G_ema/")  # plus fixed_z: what generate/interpolate/eval read
+
+
+def expected_entries(trainer: Trainer, sampling_only: bool = False) -> dict:
+    """name -> (dtype, shape) of every array a checkpoint of ``trainer``'s model holds (from a fresh state)."""
+    arrays, _ = trainer.state()
+    return {name: (a.dtype, a.shape) for name, a in arrays.items()
+            if not sampling_only or name == "fixed_z" or name.startswith(_SAMPLING_ENTRIES)}
+
+
+def load_checkpoint(path, build, sampling_only: bool = False):
+    """checkpoint.load bounded by the model ``build(meta)`` makes from its metadata -> (trainer, arrays, meta).
+
+    Nothing but the header is read before the model exists; then only the entries it has, each of its
+    dtype and shape (``sampling_only``: G's alone, the rest left unread).
+    """
+    built = []
+
+    def expect(meta):
+        built.append(build(meta))
+        return expected_entries(built[0], sampling_only)
+
+    arrays, meta = checkpoint.load(path, expect=expect, skip_unknown=sampling_only)
+    return built[0], arrays, meta

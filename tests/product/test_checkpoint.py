@@ -33,7 +33,7 @@ def test_round_trip(tmp_path):
 
 
 def test_a_run_folder_resolves_to_its_checkpoint(tmp_path):
-    _good(tmp_path / "checkpoint.npz")
+    _good(tmp_path / checkpoint.FILENAME)
     assert checkpoint.load(tmp_path)[1]["step"] == 7
 
 
@@ -103,11 +103,11 @@ def test_a_failed_write_leaves_the_old_checkpoint_intact(tmp_path, monkeypatch):
     path = tmp_path / "checkpoint.npz"
     _good(path, 1.0)
 
-    def dies_midway(f, **arrays):
-        f.write(b"PK\x03\x04 half a zip")
+    def dies_midway(f, arrays, meta):
+        f.write(b"\x40\0\0\0\0\0\0\0{half a header")
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(np, "savez", dies_midway)
+    monkeypatch.setattr(checkpoint, "_write", dies_midway)
     with pytest.raises(CheckpointError, match="previous checkpoint is intact"):
         _good(path, 2.0)
     monkeypatch.undo()
