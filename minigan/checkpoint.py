@@ -199,8 +199,12 @@ def load(path, expect=None, skip_unknown: bool = False) -> tuple[dict[str, np.nd
             size = os.fstat(f.fileno()).st_size
             reader = _Npz(f, size) if f.read(2) == b"PK" else _Safetensors(f, size)
         meta = _parse_meta(reader.meta, path)
-        if expect is None:
+        if expect is None:  # unchecked: still never more than the file holds (np.savez never compressed)
             names = list(reader.entries)
+            total = sum(_nbytes(*reader.entries[name]) for name in names)
+            if total > size:
+                raise _unreadable_error(path, f"its arrays declare {total} bytes, more than the {size} bytes "
+                                              "of the file")
         else:
             names = _fit(reader.entries, expect(meta), skip_unknown, path, meta)
         arrays = {}
@@ -224,9 +228,12 @@ def _unreadable(path):
     except Exception as exc:
         # garbled zip headers raise NotImplementedError ("zip file version") or RuntimeError ("encrypted"),
         # a bad .npy header ValueError, our own checks _Broken
-        detail = str(exc) if isinstance(exc, _Broken) else type(exc).__name__
-        raise CheckpointError(f"'{path}' is not a readable minigan checkpoint (it is truncated, corrupted or "
-                              f"another kind of file: {detail}); use another checkpoint or retrain.") from exc
+        raise _unreadable_error(path, str(exc) if isinstance(exc, _Broken) else type(exc).__name__) from exc
+
+
+def _unreadable_error(path, detail: str) -> CheckpointError:
+    return CheckpointError(f"'{path}' is not a readable minigan checkpoint (it is truncated, corrupted or "
+                           f"another kind of file: {detail}); use another checkpoint or retrain.")
 
 
 def _parse_meta(blob, path) -> dict:
@@ -381,10 +388,6 @@ class _Npz:
             if dtype != np.uint8 or len(shape) != 1 or shape[0] > MAX_HEADER_BYTES:
                 raise _Broken(f"its metadata entry is not JSON bytes of at most {MAX_HEADER_BYTES}")
             self.meta = self.read(_LEGACY_META, dtype, shape).tobytes()
-        # np.savez stores its members uncompressed: the arrays of a real checkpoint fit in the file
-        total = sum(_nbytes(*entry) for entry in self.entries.values())
-        if total > size:
-            raise _Broken(f"its arrays declare {total} bytes, more than the {size} bytes of the file")
 
     def read(self, name, dtype=None, shape=None) -> np.ndarray:
         if dtype is None:
