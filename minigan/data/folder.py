@@ -139,7 +139,7 @@ def load_folder(path, size: int, background=(255, 255, 255), fit: str = "crop",
                         f"put PNG or JPEG files there, or point --data at another folder.")
     if data.skipped:
         warnings.warn(f"skipped {len(data.skipped)} of {total} files in {root!r} that are not readable "
-                      f"images: {why}; training goes on without them (fix or remove them to silence "
+                      f"images: {why}; they are left out (fix or remove them to silence "
                       "this).", DataWarning, stacklevel=2)
     return data
 
