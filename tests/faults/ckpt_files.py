@@ -89,7 +89,10 @@ def legacy_members(arrays, meta) -> list:
 
 def read_header(path) -> tuple[dict, bytes]:
     """A safetensors file's header (as JSON) and its data bytes."""
-    blob = open(path, "rb").read()
+    return parse(open(path, "rb").read())
+
+
+def parse(blob: bytes) -> tuple[dict, bytes]:
     n = int.from_bytes(blob[:8], "little")
     return json.loads(blob[8:8 + n]), blob[8 + n:]
 
