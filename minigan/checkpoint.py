@@ -25,9 +25,10 @@ Loading never runs code and never allocates what a file merely declares:
 Legacy run folders hold ``checkpoint.npz`` (a zip of ``.npy`` arrays plus a
 ``__meta__`` entry of JSON bytes), still loaded with the same bounds: the zip
 directory is capped, every ``.npy`` header is read (a few bytes decompressed)
-and checked before any data, and each member is decompressed as a stream that
-stops one byte past the size its header declares, so a member of gigabytes of
-zeros costs nothing.
+and checked before any data (together they must fit in the file: np.savez never
+compressed), and each member is decompressed as a stream that stops one byte
+past the size its header declares, so a member of gigabytes of zeros costs
+nothing.
 
 Writing goes to a temporary file in the same folder, is flushed and fsynced,
 then renamed over the old checkpoint: a kill at any moment leaves either the
@@ -199,12 +200,8 @@ def load(path, expect=None, skip_unknown: bool = False) -> tuple[dict[str, np.nd
             size = os.fstat(f.fileno()).st_size
             reader = _Npz(f, size) if f.read(2) == b"PK" else _Safetensors(f, size)
         meta = _parse_meta(reader.meta, path)
-        if expect is None:  # unchecked: still never more than the file holds (np.savez never compressed)
+        if expect is None:  # still never more than the file holds: both readers check that
             names = list(reader.entries)
-            total = sum(_nbytes(*reader.entries[name]) for name in names)
-            if total > size:
-                raise _unreadable_error(path, f"its arrays declare {total} bytes, more than the {size} bytes "
-                                              "of the file")
         else:
             names = _fit(reader.entries, expect(meta), skip_unknown, path, meta)
         arrays = {}
@@ -228,12 +225,9 @@ def _unreadable(path):
     except Exception as exc:
         # garbled zip headers raise NotImplementedError ("zip file version") or RuntimeError ("encrypted"),
         # a bad .npy header ValueError, our own checks _Broken
-        raise _unreadable_error(path, str(exc) if isinstance(exc, _Broken) else type(exc).__name__) from exc
-
-
-def _unreadable_error(path, detail: str) -> CheckpointError:
-    return CheckpointError(f"'{path}' is not a readable minigan checkpoint (it is truncated, corrupted or "
-                           f"another kind of file: {detail}); use another checkpoint or retrain.")
+        detail = str(exc) if isinstance(exc, _Broken) else type(exc).__name__
+        raise CheckpointError(f"'{path}' is not a readable minigan checkpoint (it is truncated, corrupted or "
+                              f"another kind of file: {detail}); use another checkpoint or retrain.") from exc
 
 
 def _parse_meta(blob, path) -> dict:
@@ -388,6 +382,12 @@ class _Npz:
             if dtype != np.uint8 or len(shape) != 1 or shape[0] > MAX_HEADER_BYTES:
                 raise _Broken(f"its metadata entry is not JSON bytes of at most {MAX_HEADER_BYTES}")
             self.meta = self.read(_LEGACY_META, dtype, shape).tobytes()
+        # np.savez stores its members uncompressed: the arrays of a real checkpoint fit in the file
+        sizes = {name: _nbytes(*entry) for name, entry in self.entries.items()}
+        if sum(sizes.values()) > size:
+            biggest = max(sizes, key=sizes.get)
+            raise _Broken(f"its arrays declare {sum(sizes.values())} bytes ({biggest} alone declares "
+                          f"{sizes[biggest]}), more than the {size} bytes of the file")
 
     def read(self, name, dtype=None, shape=None) -> np.ndarray:
         if dtype is None:

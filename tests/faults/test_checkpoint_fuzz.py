@@ -296,7 +296,8 @@ def test_fuzz_every_mutation_is_one_checkpoint_error_or_finite_images(tmp_path, 
                                                       "nan/G", "nan/fixed", "npz/nan", "npz/cut", "meta/version",
                                                       "meta/format", "meta/model", "meta/width"))]
     assert all(outcomes[k] == "error" for k in must_fail), [k for k in must_fail if outcomes[k] != "error"]
-    assert outcomes["npz/bomb-extra-12GiB"] == "ok" and outcomes["nan/D/"] == "ok"  # unread: not needed
+    assert outcomes["npz/bomb-extra-12GiB"] == "error" and outcomes["npz/extra-member"] == "ok"
+    assert outcomes["nan/D/"] == "ok"  # D is not read to sample
 
 
 def _save_raw_meta(path, arrays, meta):
