@@ -102,7 +102,7 @@ def load_folder(path, size: int, background=(255, 255, 255), fit: str = "crop",
 
     Raises DataError when the folder is missing, not a folder, empty, or holds no
     readable image. Skipped files are listed in ``ImageSet.skipped`` and summed up
-    in one DataWarning.
+    in one DataWarning that names the first few, each with why.
     """
     root = os.fspath(path)
     size, background, fit = _check_options(size, background, fit)
@@ -131,16 +131,16 @@ def load_folder(path, size: int, background=(255, 255, 255), fit: str = "crop",
 
     # Paths are kept relative to the folder (so a cache survives a moved
     # folder) until here, and returned joined to the folder the caller named.
-    total, some = len(files) + len(unlisted), _name_some(data.skipped)
+    total, some, why = len(files) + len(unlisted), _name_some(data.skipped), _name_some(data.skipped, True)
     data.paths = [os.path.join(root, rel) for rel in data.paths]
     data.skipped = [(os.path.join(root, rel), why) for rel, why in data.skipped]
     if not len(data.images):
         raise DataError(f"no readable images among the {total} files in {root!r} ({some}): "
                         f"put PNG or JPEG files there, or point --data at another folder.")
     if data.skipped:
-        warnings.warn(f"skipped {len(data.skipped)} of {total} files in {root!r} that are "
-                      f"not readable images ({some}); ImageSet.skipped says why.",
-                      DataWarning, stacklevel=2)
+        warnings.warn(f"skipped {len(data.skipped)} of {total} files in {root!r} that are not readable "
+                      f"images: {why}; they are left out (fix or remove them to silence "
+                      "this).", DataWarning, stacklevel=2)
     return data
 
 
@@ -156,10 +156,11 @@ def _check_options(size, background, fit):
     return int(size), background, fit
 
 
-def _name_some(skipped) -> str:
-    """'a.txt, sub/b.png, ...' -- the first few skipped (relative) paths."""
-    names = [rel for rel, _ in skipped[:_NAMES_IN_MESSAGES]]
-    return ", ".join(names) + (", ..." if len(skipped) > _NAMES_IN_MESSAGES else "")
+def _name_some(skipped, with_reasons=False) -> str:
+    """'a.txt, sub/b.png, ...' -- the first few skipped (relative) paths, each with why if asked."""
+    names = [f"{rel} ({why})" if with_reasons else rel for rel, why in skipped[:_NAMES_IN_MESSAGES]]
+    more = len(skipped) - _NAMES_IN_MESSAGES
+    return ", ".join(names) + ((f", ... ({more} more)" if with_reasons else ", ...") if more > 0 else "")
 
 
 # --------------------------------------------------------------------------- #

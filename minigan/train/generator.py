@@ -19,7 +19,8 @@ from minigan import backend, checkpoint
 from minigan.imageio import to_uint8
 from minigan.models import build
 from minigan.tensor import Tensor, no_grad
-from minigan.train.state import OutOfMemory, memory_for, read_checkpoint
+from minigan.train.config import resolve
+from minigan.train.state import OutOfMemory, entries_of, memory_for, read_checkpoint
 
 BATCH = 64  # images per forward pass when sampling
 
@@ -54,13 +55,21 @@ class Generator:
     def load(cls, path, device: str | None = None, ema: bool = True) -> "Generator":
         """G from a checkpoint (a run folder or the file): the EMA weights when there are any and ``ema``."""
         source = checkpoint.locate(path)
-        arrays, meta, config = read_checkpoint(source)
         device = backend.resolve(device)
-        with memory_for(f"building the {config.model} that '{source}' describes (width {config.width}, "
-                        f"z size {config.z_dim}, {config.image_size}x{config.image_size})", checkpoint=source):
-            gan = build(config.model, image_size=config.image_size, z_dim=config.z_dim, width=config.width,
-                        discriminator=False)
-            G = gan.G.to(device).eval()
+
+        def build_g(config, meta):
+            with memory_for(f"building the {config.model} that '{source}' describes (width {config.width}, "
+                            f"z size {config.z_dim}, {config.image_size}x{config.image_size})", checkpoint=source):
+                gan = build(config.model, image_size=config.image_size, z_dim=config.z_dim, width=config.width,
+                            discriminator=False)
+            weights = gan.G.state_dict()
+            # a run with an EMA saved its average (an old config may leave the decay to its recipe)
+            prefixes = ("G", "G_ema") if ema and resolve(config, device).ema > 0 else ("G",)
+            return gan, entries_of({name: a for p in prefixes for name, a in checkpoint.join(p, weights).items()})
+
+        # D, the optimizers' state and anything else are left unread
+        gan, arrays, meta, config = read_checkpoint(source, build_g, skip_unknown=True)
+        G = gan.G.to(device).eval()
         from minigan.nn import StateDictError
 
         try:  # G's own weights first, so a damaged G is refused even when its average is what is used

@@ -191,7 +191,7 @@ class Run:
         return self
 
     def _check_folder(self, out: str) -> None:
-        has_checkpoint = os.path.exists(checkpoint.in_run(out))
+        has_checkpoint = checkpoint.find_in_run(out) is not None
         if has_checkpoint and not self.resume:
             raise RunError(f"'{out}' already holds a run ({checkpoint.FILENAME}): pass --resume to continue it, "
                            "or choose another --out.")
@@ -209,19 +209,23 @@ class Run:
             return Trainer(config)
 
     def _resume(self, options: TrainConfig) -> Trainer:
-        path = checkpoint.in_run(options.out)
-        arrays, meta, saved = read_checkpoint(path)
-        if saved.model != options.model:
-            raise RunError(f"'{options.out}' holds a {saved.model} run, not {options.model}: resume it with "
-                           f"--model {saved.model}, or choose another --out.")
-        changes = {key: getattr(options, key) for key in RESUME_OVERRIDES}
-        if self.options.data is not None:  # the folder may have moved; the sampler checks it is the same set
-            changes["data"] = self.options.data
-        config = resolve(dataclasses.replace(saved, out=options.out, **changes), options.device)
-        what = (f"building the {config.model} that '{path}' describes (width {config.width}, z size "
-                f"{config.z_dim}, {config.image_size}x{config.image_size}, batch {config.batch})")
-        with memory_for(what, checkpoint=path):
-            trainer = Trainer(config)
+        path = checkpoint.locate(options.out)  # its checkpoint.safetensors, else a legacy checkpoint.npz
+
+        def build(saved, meta):
+            if saved.model != options.model:
+                raise RunError(f"'{options.out}' holds a {saved.model} run, not {options.model}: resume it with "
+                               f"--model {saved.model}, or choose another --out.")
+            changes = {key: getattr(options, key) for key in RESUME_OVERRIDES}
+            if self.options.data is not None:  # the folder may have moved; the sampler checks it is the same set
+                changes["data"] = self.options.data
+            config = resolve(dataclasses.replace(saved, out=options.out, **changes), options.device)
+            what = (f"building the {config.model} that '{path}' describes (width {config.width}, z size "
+                    f"{config.z_dim}, {config.image_size}x{config.image_size}, batch {config.batch})")
+            with memory_for(what, checkpoint=path):
+                trainer = Trainer(config)
+            return trainer, trainer.expected_entries()
+
+        trainer, arrays, meta, _ = read_checkpoint(path, build)
         try:
             trainer.load_state(arrays, meta, source=path)
         except ValueError as exc:  # e.g. the sampler's state is for another data set; the message says so
@@ -301,8 +305,8 @@ class Run:
             raise TrainingDiverged(
                 f"training diverged in '{c.out}': {problem}, still after {c.max_retries} rollbacks to its last "
                 "checkpoint; lower the learning rates (--lr-d/--lr-g) or use --recipe small-data.")
-        path = checkpoint.in_run(c.out)
-        arrays, meta, _ = read_checkpoint(path)
+        path = checkpoint.locate(c.out)  # a run resumed from a legacy checkpoint.npz may not have saved yet
+        _, arrays, meta, _ = read_checkpoint(path, lambda config, meta: (trainer, trainer.expected_entries()))
         trainer.load_state(arrays, meta, source=path)
         # the same randomness would diverge the same way: draw a fresh stream for the retry
         trainer.rng = np.random.default_rng([c.seed, 1, trainer.step_count, retries])

@@ -1,9 +1,10 @@
 """Reading a run's checkpoint back, and naming what asked for memory when there is none.
 
 :func:`read_checkpoint` is the one place the training layer reads a checkpoint
-(resume, rollback, ``minigan.load``): the file through :func:`minigan.checkpoint.load`,
+(resume, rollback, ``minigan.load``): the header through :func:`minigan.checkpoint.load`,
 then its metadata and its run configuration checked (types and ranges, with
-errors naming the file and the value) before any model is built from them.
+errors naming the file and the value) before any model is built from them, and
+only the arrays that model needs read, each checked against it first.
 """
 from __future__ import annotations
 
@@ -67,10 +68,29 @@ def _check_meta(meta: dict, source: str) -> None:
         raise checkpoint.CheckpointError(f"'{source}' has malformed metadata: {problem}; use another checkpoint.")
 
 
-def read_checkpoint(path) -> tuple[dict, dict, TrainConfig]:
-    """(arrays, metadata, the validated config) of a checkpoint file or a run folder's checkpoint."""
+def entries_of(arrays: dict) -> dict:
+    """name -> (dtype, shape) of a state's arrays: what a checkpoint of that state must hold."""
+    return {name: (a.dtype, a.shape) for name, a in arrays.items()}
+
+
+def read_checkpoint(path, build, skip_unknown: bool = False):
+    """-> (what ``build`` made, arrays, metadata, the validated config), bounded by what the model needs.
+
+    Only the header is read before ``build(config, meta) -> (made, entries)`` runs on the checked config
+    and metadata: ``entries`` (name -> (dtype, shape), from the freshly built state) are then the only
+    arrays read, each checked against the header before its data is (``skip_unknown``: others are left
+    unread instead of refused). A hostile file can therefore make minigan allocate no more than the model
+    its validated config describes.
+    """
     source = checkpoint.locate(path)
-    arrays, meta = checkpoint.load(source)
-    config = config_from_meta(meta, source)
-    _check_meta(meta, source)
-    return arrays, meta, config
+    made = {}
+
+    def expect(meta):
+        config = config_from_meta(meta, source)
+        _check_meta(meta, source)
+        made["thing"], entries = build(config, meta)
+        made["config"] = config
+        return entries
+
+    arrays, meta = checkpoint.load(source, expect=expect, skip_unknown=skip_unknown)
+    return made["thing"], arrays, meta, made["config"]

@@ -27,6 +27,7 @@ from minigan.tensor import Tensor, no_grad
 from minigan.train.config import ConfigError, TrainConfig, load_data
 from minigan.train.generator import Generator
 from minigan.train.losses import loss_family
+from minigan.train.state import entries_of
 
 
 class TrainingDiverged(RuntimeError):
@@ -179,6 +180,10 @@ class Trainer:
             "sampler": self.sampler.state_dict(),
         }
         return arrays, meta
+
+    def expected_entries(self) -> dict:
+        """name -> (dtype, shape) of every array a checkpoint of this trainer holds."""
+        return entries_of(self.state()[0])
 
     def load_state(self, arrays: dict, meta: dict, source: str = "checkpoint"):
         """Restore everything a checkpoint holds (model shapes are checked first).

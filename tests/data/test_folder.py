@@ -365,3 +365,20 @@ def test_cache_keeps_skip_report(tmp_path):
             data = load_folder(src, 8, cache_dir=cache)
         assert [os.path.basename(p) for p, _ in data.skipped] == ["bad.jpg"]
         assert data.paths == [os.path.join(str(src), "a.png")]
+
+
+def test_skip_warning_speaks_to_command_line_users(tmp_path):
+    """Which files and why, in the warning itself: a command-line user has no ImageSet to look into."""
+    save(Image.new("RGB", (8, 8)), tmp_path / "ok.png")
+    good = (tmp_path / "ok.png").read_bytes()
+    (tmp_path / "cut.png").write_bytes(good[: len(good) // 2])
+    (tmp_path / "notes.txt").write_text("not a picture")
+    (tmp_path / "empty.png").write_bytes(b"")
+    with pytest.warns(DataWarning) as record:
+        data = load_folder(tmp_path, 8)
+    message = str(record[0].message)
+    assert "ImageSet" not in message
+    why = {os.path.basename(p): reason for p, reason in data.skipped}
+    for name, reason in why.items():
+        assert f"{name} ({reason})" in message, (name, message)
+    assert "empty file" in message and "fix or remove them" in message

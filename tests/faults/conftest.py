@@ -137,7 +137,7 @@ def assert_one_error_line(stderr: str, *needles: str) -> str:
 
 
 def load_arrays(run_dir):
-    return checkpoint.load(os.path.join(run_dir, "checkpoint.npz"))
+    return checkpoint.load(os.path.join(run_dir, checkpoint.FILENAME))
 
 
 def assert_same_checkpoint(a_dir, b_dir):

@@ -28,8 +28,6 @@ def _say(message: str) -> None:
 
 
 def _instrument() -> None:
-    import numpy as np
-
     from minigan import checkpoint
     from minigan.train import Trainer
 
@@ -66,13 +64,13 @@ def _instrument() -> None:
     def holding(kind):
         return hold_kind == kind and current["step"] is not None and str(current["step"]) == hold_step
 
-    original_savez = np.savez
+    original_write = checkpoint._write
 
-    def savez(file, *args, **kwds):
-        if not (holding("half") and hasattr(file, "write")):
-            return original_savez(file, *args, **kwds)
+    def write(file, *args, **kwds):
+        if not holding("half"):
+            return original_write(file, *args, **kwds)
         buf = io.BytesIO()
-        original_savez(buf, *args, **kwds)
+        original_write(buf, *args, **kwds)
         blob = buf.getvalue()
         file.write(blob[:len(blob) // 2])
         file.flush()
@@ -81,7 +79,7 @@ def _instrument() -> None:
         time.sleep(hold_s)
         file.write(blob[len(blob) // 2:])
 
-    np.savez = savez
+    checkpoint._write = write
 
     original_fsync = os.fsync
 

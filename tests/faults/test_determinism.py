@@ -79,5 +79,5 @@ def test_same_seed_same_run_twice_on_the_gpu(tmp_path):
         assert trainer.device == "cuda"
         outs.append(config.out)
     _assert_same_run(*outs)
-    arrays, _ = checkpoint.load(os.path.join(outs[0], "checkpoint.npz"))
+    arrays, _ = checkpoint.load(os.path.join(outs[0], checkpoint.FILENAME))
     assert all(np.isfinite(a).all() for a in arrays.values() if a.dtype.kind == "f")

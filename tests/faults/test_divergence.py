@@ -91,7 +91,7 @@ def test_one_bad_step_is_rolled_back_and_retried_and_leaves_no_trace(tmp_path, m
     assert calls[at] == 2 and calls[at + 1] == 1  # caught the step it happened: no step ran on poisoned weights
     assert trainer.step_count == 6
     assert all(not bad for _, bad in saved_checkpoints), saved_checkpoints  # never a poisoned checkpoint
-    arrays, meta = checkpoint.load(os.path.join(config.out, "checkpoint.npz"))
+    arrays, meta = checkpoint.load(os.path.join(config.out, checkpoint.FILENAME))
     assert meta["step"] == 6 and not _finite(arrays)
     assert "G_ema/" + next(iter(trainer.G_ema.state_dict())) in arrays
     assert [int(r["step"]) for r in log_rows(config.out)] == list(range(1, 7))  # no rows of the abandoned try
@@ -118,7 +118,7 @@ def test_persistent_divergence_gives_up_with_one_clear_error_and_keeps_the_last_
     message = str(error.value)
     assert config.out in message and "after 2 rollbacks" in message and "--lr-d" in message
     assert "\n" not in message
-    arrays, meta = checkpoint.load(os.path.join(config.out, "checkpoint.npz"))
+    arrays, meta = checkpoint.load(os.path.join(config.out, checkpoint.FILENAME))
     assert meta["step"] == 2 and not _finite(arrays)
     assert all(not bad for _, bad in saved_checkpoints)
 
@@ -135,4 +135,4 @@ def test_divergence_through_the_cli_is_exit_2_with_warnings_then_one_error(tmp_p
     assert len(warned) == 3 and all("rolled back to step 2" in line for line in warned), err
     assert_one_error_line("\n".join(line for line in err.splitlines() if line not in warned),
                           "training diverged", str(out), "non-finite weights after step 3")
-    assert checkpoint.load(out / "checkpoint.npz")[1]["step"] == 2
+    assert checkpoint.load(out / checkpoint.FILENAME)[1]["step"] == 2

@@ -49,15 +49,15 @@ def test_ctrl_c_checkpoints_the_current_step_exits_130_and_resumes_there(tmp_pat
     match = STOPPED.search(child.stdout)
     assert match, child.describe()
     stopped = int(match.group(1))
-    assert match.group(2) == str(out / "checkpoint.npz")
-    _, meta = checkpoint.load(out / "checkpoint.npz")
+    assert match.group(2) == str(out / checkpoint.FILENAME)
+    _, meta = checkpoint.load(out / checkpoint.FILENAME)
     assert meta["step"] == stopped >= 3  # the step it stopped at, not the last periodic checkpoint
     assert [int(r["step"]) for r in log_rows(out)] == list(range(1, stopped + 1))
 
     resumed = Child(_args(out, iters=stopped + 2) + ["--resume"], driver=False)
     assert resumed.finish() == 0, resumed.describe()
     assert f"resuming sagan from step {stopped} in '{out}'" in resumed.stdout
-    assert checkpoint.load(out / "checkpoint.npz")[1]["step"] == stopped + 2
+    assert checkpoint.load(out / checkpoint.FILENAME)[1]["step"] == stopped + 2
     assert [int(r["step"]) for r in log_rows(out)] == list(range(1, stopped + 3))
 
 
@@ -71,7 +71,7 @@ def test_sigterm_stops_like_ctrl_c(tmp_path):
     _assert_interrupted_quietly(child)
     stopped = int(STOPPED.search(child.stdout).group(1))
     assert stopped == max(events(child.snapshot(), "step"))
-    assert checkpoint.load(out / "checkpoint.npz")[1]["step"] == stopped
+    assert checkpoint.load(out / checkpoint.FILENAME)[1]["step"] == stopped
 
 
 @pytest.mark.slow
@@ -91,5 +91,5 @@ def test_second_ctrl_c_stops_at_once_even_mid_checkpoint_and_keeps_the_old_one(t
     assert time.monotonic() - started < 120
     _assert_interrupted_quietly(child)
     assert "continue from the last checkpoint (step 3) with --resume" in child.stdout
-    assert checkpoint.load(out / "checkpoint.npz")[1]["step"] == 3  # the previous checkpoint, whole
+    assert checkpoint.load(out / checkpoint.FILENAME)[1]["step"] == 3  # the previous checkpoint, whole
     assert not glob.glob(str(out / ".tmp-ckpt-*"))  # the interrupted write cleaned up after itself

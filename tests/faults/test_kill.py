@@ -82,7 +82,7 @@ def test_sigkill_anywhere_loses_at_most_one_interval_and_resumes_bit_for_bit(tmp
         where = f"kill {i} ({kind}, target {target}); {child.describe()}"
         saved, steps = events(lines, "saved"), events(lines, "step")
 
-        arrays, meta = checkpoint.load(os.path.join(out, "checkpoint.npz"))  # never corrupt
+        arrays, meta = checkpoint.load(os.path.join(out, checkpoint.FILENAME))  # never corrupt
         step = meta["step"]
         assert all(np.isfinite(a).all() for a in arrays.values() if a.dtype.kind == "f"), where
         if saved:

@@ -12,7 +12,6 @@ import importlib
 import io
 import warnings
 
-import numpy as np
 import pytest
 
 from minigan import checkpoint
@@ -29,17 +28,15 @@ ARGS = ["--image-size", "32", "--width", "4", "--batch", "2", "--checkpoint-ever
 
 def _disk_full(monkeypatch, after_bytes=True):
     """From now on a checkpoint write puts half its bytes on disk, then fails with ENOSPC."""
-    original = np.savez
+    original = checkpoint._write
 
-    def savez(file, *args, **kwds):
-        if not hasattr(file, "write"):
-            return original(file, *args, **kwds)
+    def write(file, *args, **kwds):
         buf = io.BytesIO()
         original(buf, *args, **kwds)
         file.write(buf.getvalue()[: len(buf.getvalue()) // 2])
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(np, "savez", savez)
+    monkeypatch.setattr(checkpoint, "_write", write)
 
 
 def test_output_folder_under_a_file_is_one_line(tmp_path, main):
@@ -66,8 +63,8 @@ def test_disk_full_at_the_first_checkpoint_is_one_line_and_leaves_nothing_half_w
     _disk_full(monkeypatch)
     rc, _, err = main("train", "--out", out, "--iters", "4", *ARGS)
     assert rc == 2, err
-    assert_one_error_line(err, str(out / "checkpoint.npz"), "No space left on device", "free some disk space")
-    assert not (out / "checkpoint.npz").exists() and not glob.glob(str(out / ".tmp-ckpt-*"))
+    assert_one_error_line(err, str(out / checkpoint.FILENAME), "No space left on device", "free some disk space")
+    assert not (out / checkpoint.FILENAME).exists() and not glob.glob(str(out / ".tmp-ckpt-*"))
     monkeypatch.undo()
     monkeypatch.setattr(warnings, "showwarning", warnings.showwarning)
     rc, _, err = main("train", "--out", out, "--iters", "4", *ARGS)  # space freed: the same command works
@@ -88,11 +85,11 @@ def test_disk_full_mid_run_keeps_the_last_checkpoint_and_resume_loses_nothing(tm
                                                                                straight_run, what):
     out = tmp_path / "run"
     assert main("train", "--out", out, "--iters", "4", *ARGS)[0] == 0
-    before = (out / "checkpoint.npz").read_bytes()
+    before = (out / checkpoint.FILENAME).read_bytes()
 
     if what == "checkpoint":
         _disk_full(monkeypatch)
-        needles = [str(out / "checkpoint.npz"), "previous checkpoint is intact", "free some disk space"]
+        needles = [str(out / checkpoint.FILENAME), "previous checkpoint is intact", "free some disk space"]
     else:
         def full(*a, **k):
             raise OSError(errno.ENOSPC, "No space left on device")
@@ -105,7 +102,7 @@ def test_disk_full_mid_run_keeps_the_last_checkpoint_and_resume_loses_nothing(tm
     rc, _, err = main("train", "--out", out, "--resume", "--iters", "8", *ARGS)
     assert rc == 2, err
     assert_one_error_line(err, *needles)
-    assert (out / "checkpoint.npz").read_bytes() == before  # untouched, byte for byte
+    assert (out / checkpoint.FILENAME).read_bytes() == before  # untouched, byte for byte
     assert checkpoint.load(out)[1]["step"] == 4
     assert not glob.glob(str(out / ".tmp-ckpt-*"))
 

@@ -33,7 +33,7 @@ def test_round_trip(tmp_path):
 
 
 def test_a_run_folder_resolves_to_its_checkpoint(tmp_path):
-    _good(tmp_path / "checkpoint.npz")
+    _good(tmp_path / checkpoint.FILENAME)
     assert checkpoint.load(tmp_path)[1]["step"] == 7
 
 
@@ -103,11 +103,11 @@ def test_a_failed_write_leaves_the_old_checkpoint_intact(tmp_path, monkeypatch):
     path = tmp_path / "checkpoint.npz"
     _good(path, 1.0)
 
-    def dies_midway(f, **arrays):
-        f.write(b"PK\x03\x04 half a zip")
+    def dies_midway(f, arrays, meta):
+        f.write(b"\x40\0\0\0\0\0\0\0{half a header")
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(np, "savez", dies_midway)
+    monkeypatch.setattr(checkpoint, "_write", dies_midway)
     with pytest.raises(CheckpointError, match="previous checkpoint is intact"):
         _good(path, 2.0)
     monkeypatch.undo()
@@ -126,3 +126,114 @@ def test_unwritable_folder_is_one_clear_error(tmp_path):
         target.chmod(0o500)
     with pytest.raises(CheckpointError, match="cannot write a checkpoint"):
         _good(target / "checkpoint.npz")
+
+
+# -- the safetensors format and bounded loading (issue 13) ------------------------------------------------
+def _model(path):
+    arrays = {"G/w": np.arange(6, dtype=np.float32).reshape(2, 3), "G/step": np.array(3, np.int64),
+              "D/w": np.ones((4,), np.float64)}
+    checkpoint.save(path, arrays, {"step": 1})
+    return arrays
+
+
+def _expects(arrays, **changes):
+    wanted = {k: (v.dtype, v.shape) for k, v in arrays.items()}
+    wanted.update(changes)
+    return lambda meta: {k: v for k, v in wanted.items() if v is not None}
+
+
+def test_another_tool_reads_the_checkpoint_as_safetensors(tmp_path):
+    safetensors_numpy = pytest.importorskip("safetensors.numpy")
+    from safetensors import safe_open
+
+    path = tmp_path / checkpoint.FILENAME
+    arrays = _model(path)
+    theirs = safetensors_numpy.load_file(str(path))
+    assert sorted(theirs) == sorted(arrays)
+    for name in arrays:
+        assert theirs[name].dtype == arrays[name].dtype and theirs[name].shape == arrays[name].shape
+        np.testing.assert_array_equal(theirs[name], arrays[name])
+    with safe_open(str(path), "np") as f:
+        import json
+
+        assert json.loads(f.metadata()["minigan"])["step"] == 1
+    assert int.from_bytes(path.read_bytes()[:8], "little") % 8 == 0  # the data starts aligned
+
+
+def test_expect_checks_names_dtypes_and_shapes_before_reading(tmp_path):
+    path = tmp_path / checkpoint.FILENAME
+    arrays = _model(path)
+    got, _ = checkpoint.load(path, expect=_expects(arrays))
+    assert sorted(got) == sorted(arrays)
+    for changes, needle in [({"G/w": (np.float32, (2, 4))}, "'G/w' is float32 (2, 3), the model needs float32 (2, 4)"),
+                            ({"G/w": (np.float64, (2, 3))}, "the model needs float64"),
+                            ({"G/b": (np.float32, (3,))}, "it has no 'G/b'"),
+                            ({"D/w": None}, "entries the model does not use: 'D/w'")]:
+        with pytest.raises(CheckpointError, match="does not fit this model") as info:
+            checkpoint.load(path, expect=_expects(arrays, **changes))
+        assert needle in str(info.value) and str(path) in str(info.value)
+
+
+def test_skip_unknown_leaves_other_entries_unread(tmp_path):
+    import json
+
+    path = tmp_path / checkpoint.FILENAME
+    arrays = _model(path)
+    blob = bytearray(path.read_bytes())
+    header = json.loads(bytes(blob[8:8 + int.from_bytes(blob[:8], "little")]))
+    last = max((v["data_offsets"][1], k) for k, v in header.items() if k != "__metadata__")[1]
+    blob[-1] ^= 0xFF  # the last byte of the last entry: its checksum fails if it is read
+    path.write_bytes(bytes(blob))
+    with pytest.raises(CheckpointError, match=f"'{last}' fails its checksum"):
+        checkpoint.load(path)
+    keep = {k: v for k, v in arrays.items() if k != last}
+    got, _ = checkpoint.load(path, expect=_expects(keep, **{last: None}), skip_unknown=True)
+    assert sorted(got) == sorted(keep)
+
+
+def test_a_header_larger_than_the_cap_is_refused_unread(tmp_path):
+    path = tmp_path / checkpoint.FILENAME
+    path.write_bytes((checkpoint.MAX_HEADER_BYTES + 1).to_bytes(8, "little") + b"{" + b" " * 100)
+    with pytest.raises(CheckpointError, match="limit"):
+        checkpoint.load(path)
+
+
+def test_bytes_no_entry_covers_are_refused(tmp_path):
+    path = tmp_path / checkpoint.FILENAME
+    _model(path)
+    path.write_bytes(path.read_bytes() + b"\0" * 8)  # a polyglot's hiding place
+    with pytest.raises(CheckpointError, match="the file holds"):
+        checkpoint.load(path)
+
+
+def test_non_finite_weights_are_refused_naming_the_entry(tmp_path):
+    path = tmp_path / checkpoint.FILENAME
+    checkpoint.save(path, {"G/w": np.array([1.0, np.inf], np.float32)}, {"step": 1})
+    with pytest.raises(CheckpointError, match="non-finite.*'G/w'"):
+        checkpoint.load(path)
+
+
+def test_legacy_npz_loads_with_the_same_checks(tmp_path):
+    from tests.faults.ckpt_files import write_legacy
+
+    arrays = {"G/w": np.arange(6, dtype=np.float32).reshape(2, 3), "D/w": np.ones(4)}
+    path = tmp_path / checkpoint.LEGACY_FILENAME
+    write_legacy(path, arrays, {"step": 5})
+    got, meta = checkpoint.load(tmp_path)  # a legacy run folder
+    assert meta["step"] == 5 and meta["version"] == 1
+    np.testing.assert_array_equal(got["G/w"], arrays["G/w"])
+    assert sorted(checkpoint.load(path, expect=_expects({"G/w": arrays["G/w"]}), skip_unknown=True)[0]) == ["G/w"]
+    with pytest.raises(CheckpointError, match="does not fit this model"):
+        checkpoint.load(path, expect=_expects({"G/w": arrays["G/w"]}))
+
+
+def test_a_run_folder_prefers_safetensors_to_a_legacy_npz(tmp_path):
+    from tests.faults.ckpt_files import write_legacy
+
+    assert checkpoint.find_in_run(tmp_path) is None
+    assert checkpoint.locate(tmp_path) == checkpoint.in_run(tmp_path) == str(tmp_path / checkpoint.FILENAME)
+    write_legacy(tmp_path / checkpoint.LEGACY_FILENAME, {"G/w": np.zeros(2, np.float32)}, {"step": 1})
+    assert checkpoint.locate(tmp_path) == str(tmp_path / checkpoint.LEGACY_FILENAME)
+    _good(tmp_path / checkpoint.FILENAME)
+    assert checkpoint.locate(tmp_path) == str(tmp_path / checkpoint.FILENAME)
+    assert checkpoint.load(tmp_path)[1]["step"] == 7

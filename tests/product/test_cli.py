@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from minigan import checkpoint
 from minigan.cli import main
 from minigan.train.generator import slerp
 
@@ -23,7 +24,7 @@ def run_dir(tmp_path_factory):
 
 
 def test_train_writes_the_run_folder(run_dir):
-    for name in ["checkpoint.npz", "config.json", "log.csv", "losses.png", "samples/step_000003.png"]:
+    for name in [checkpoint.FILENAME, "config.json", "log.csv", "losses.png", "samples/step_000003.png"]:
         assert (run_dir / name).exists(), name
     assert json.loads((run_dir / "config.json").read_text())["model"] == "sagan"
 

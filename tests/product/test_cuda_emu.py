@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import minigan.ops as F
-from minigan import Tensor, backend, imageio
+from minigan import Tensor, backend, checkpoint, imageio
 from minigan.cli import main
 from tests.conftest import PADDING_READ_AS_ONE
 
@@ -72,7 +72,7 @@ def test_to_uint8_takes_device_images(wrap):
 def test_train_on_cuda_emu_end_to_end(tmp_path):
     out = tmp_path / "run"
     assert main(["train", "--model", "dcgan", "--device", EMU, "--out", str(out), *TINY]) == 0
-    assert (out / "checkpoint.npz").is_file() and (out / "samples" / "step_000002.png").is_file()
+    assert (out / checkpoint.FILENAME).is_file() and (out / "samples" / "step_000002.png").is_file()
 
 
 # ---------------------------------------------------------------------------

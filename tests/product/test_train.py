@@ -73,7 +73,7 @@ def test_instance_noise_anneals_to_zero(tmp_path):
 
 
 def _all_arrays(run_dir):
-    arrays, meta = checkpoint.load(os.path.join(run_dir, "checkpoint.npz"))
+    arrays, meta = checkpoint.load(os.path.join(run_dir, checkpoint.FILENAME))
     return arrays, meta
 
 
@@ -101,7 +101,7 @@ def test_run_folder_contents(tmp_path):
     config = tiny_config(tmp_path, iters=4)
     run(config, progress=False, log=lambda *a: None)
     out = config.out
-    for name in ["config.json", "checkpoint.npz", "log.csv", "losses.png", "real_vs_fake.png", "progress.png",
+    for name in ["config.json", checkpoint.FILENAME, "log.csv", "losses.png", "real_vs_fake.png", "progress.png",
                  "mean_image.png", "samples/step_000002.png", "samples/step_000004.png"]:
         assert os.path.exists(os.path.join(out, name)), name
     saved = json.load(open(os.path.join(out, "config.json")))
