@@ -15,7 +15,7 @@ minutes; pass --image-size 64 --width 64 --lr-g 1e-4 --iters 3000 for the
 original full recipe. Every
 `minigan train` option works here (see `minigan train --help`).
 Outputs go to runs/melicon/: samples/, real_vs_fake.png, progress.png,
-mean_image.png, losses.png, log.csv, checkpoint.npz.
+mean_image.png, losses.png, log.csv, checkpoint.safetensors.
 """
 import sys
 
