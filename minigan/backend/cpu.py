@@ -37,7 +37,9 @@ if "NUMBA_THREADING_LAYER" not in os.environ:
 # default ("python") raises ZeroDivisionError, and the test it puts in front of
 # every division keeps LLVM from vectorising any loop that divides (measured:
 # 5x slower sigmoid).
-_jit = dict(cache=True, fastmath=False, error_model="numpy")
+# nogil: the kernels release the GIL, so minigan's own threads
+# (minigan.backend.threads) can run serial kernels side by side.
+_jit = dict(cache=True, fastmath=False, error_model="numpy", nogil=True)
 
 #: below this many elements of work a kernel runs its serial variant: a
 #: parallel launch (waking the pool, splitting the range, joining) costs
@@ -113,6 +115,45 @@ def im2col(x, kh, kw, sh, sw, ph, pw, oh, ow):
     cols = np.empty((c * kh * kw, n * oh * ow), dtype=x.dtype)
     _im2col(cols.size, x, cols, kh, kw, sh, sw, ph, pw, oh, ow)
     return cols
+
+
+@numba.njit(**_jit)
+def _im2col_rows(x, buf, n0, r0, kh, kw, ph, pw):
+    k_img, taps, cols = buf.shape
+    c_in, h, w = x.shape[1:]
+    ow = w + 2 * pw - kw + 1
+    for t in range(k_img):
+        for cij in range(taps):
+            c = cij // (kh * kw)
+            i = (cij // kw) % kh
+            j = cij % kw
+            # the output columns whose tap j lands inside the row: 0 <= ox - pw + j < w
+            ox_begin = max(0, pw - j)
+            ox_end = min(ow, w + pw - j)
+            for r in range(cols // ow):
+                dst = buf[t, cij, r * ow:(r + 1) * ow]
+                y = r0 + r - ph + i
+                if y < 0 or y >= h:
+                    dst[:] = 0.0
+                    continue
+                src = x[n0 + t, c, y, ox_begin - pw + j:]
+                dst[:ox_begin] = 0.0
+                for k in range(ox_end - ox_begin):  # a unit-stride copy LLVM vectorises
+                    dst[ox_begin + k] = src[k]
+                dst[ox_end:] = 0.0
+
+
+def im2col_rows(x, buf, n0, r0, kh, kw, ph, pw):
+    """A block of the stride-1 im2col, in place: images n0.. and output rows r0.. of x (N, C, H, W).
+
+    ``buf`` (K, C*KH*KW, R*OW) receives, for each of its K images, the
+    columns of R output rows: the same entries as im2col's columns of those
+    pixels. CPU only (no .cu twin): the stride-1 convolutions of
+    minigan.ops.conv run im2col block by block so that the block stays in
+    the core's L2 while its GEMM reads it. Serial: minigan's threads run one
+    block each (minigan.backend.threads).
+    """
+    _im2col_rows(x, buf, n0, r0, kh, kw, ph, pw)
 
 
 # ---------------------------------------------------------------------------
