@@ -23,6 +23,7 @@ Nothing runs two pools at once: the caller blocks while the pool works.
 """
 from __future__ import annotations
 
+import itertools
 import os
 import queue
 import threading
@@ -55,7 +56,7 @@ def width() -> int:
 
 
 class _Pool:
-    """Persistent worker threads; the caller always runs the first share itself."""
+    """Persistent worker threads that sleep on a queue between calls."""
 
     def __init__(self):
         self.tasks: queue.SimpleQueue = queue.SimpleQueue()
@@ -69,11 +70,8 @@ class _Pool:
 
     def _work(self):
         while True:
-            fn, item, slot, results, done = self.tasks.get()
-            try:
-                results[slot] = fn(item)
-            except BaseException as exc:  # re-raised by the caller
-                results[slot] = exc
+            drain, done = self.tasks.get()
+            drain()
             done.release()
 
 
@@ -83,10 +81,11 @@ _pool = _Pool()
 def parallel(fn, items):
     """``[fn(item) for item in items]``, the items shared out over ``width()`` threads.
 
-    The results come back in the order of ``items``, whatever thread ran
-    each, so a caller that sums them gets the same bits on every run. ``fn``
-    must release the GIL for its heavy part (NumPy's matmul and minigan's
-    ``nogil`` numba kernels do) and must not call :func:`parallel` itself.
+    The caller and ``width() - 1`` pool threads each take the next item until
+    none is left. The results come back in the order of ``items``, whatever
+    thread ran each, so a caller that sums them gets the same bits on every
+    run. ``fn`` must release the GIL for its heavy part (NumPy's matmul and
+    minigan's ``nogil`` numba kernels do) and must not call :func:`parallel`.
     """
     items = list(items)
     threads = min(width(), len(items))
@@ -94,15 +93,26 @@ def parallel(fn, items):
         return [fn(item) for item in items]
     _pool.grow(threads - 1)
     results = [None] * len(items)
+    failures = []
+    next_index = itertools.count()  # next() on it is atomic under the GIL
+
+    def drain():
+        for i in iter(next_index.__next__, None):
+            if i >= len(items) or failures:
+                return
+            try:
+                results[i] = fn(items[i])
+            except BaseException as exc:  # re-raised by the caller
+                failures.append(exc)
+
     done = threading.Semaphore(0)
-    for slot in range(1, len(items)):
-        _pool.tasks.put((fn, items[slot], slot, results, done))
-    results[0] = fn(items[0])
-    for _ in range(len(items) - 1):
+    for _ in range(threads - 1):
+        _pool.tasks.put((drain, done))
+    drain()
+    for _ in range(threads - 1):
         done.acquire()
-    for r in results:
-        if isinstance(r, BaseException):
-            raise r
+    if failures:
+        raise failures[0]
     return results
 
 
@@ -112,21 +122,39 @@ def _blocks(size, count):
 
 
 def matmul(a, b):
-    """``a @ b`` for 2-D arrays, split over the threads when it is large enough to pay."""
-    m, k = a.shape
-    n = b.shape[1]
-    threads = width()
-    if threads <= 1 or 2 * m * n * k < PARALLEL_FLOPS or max(m, n) < 2 * threads:
+    """``a @ b``, split over the threads when it is large enough to pay (NumPy arrays; others pass through).
+
+    2-D products are cut into blocks of columns (or of rows, when there are
+    more rows), batched ones (same batch shape on both sides) into blocks of
+    the batch. Each block is one single-threaded BLAS call.
+    """
+    if not (isinstance(a, np.ndarray) and isinstance(b, np.ndarray)) or a.ndim < 2 or b.ndim < 2:
         return a @ b
-    out = np.empty((m, n), dtype=np.result_type(a, b))
-    if n >= m:  # blocks of columns: out[:, j0:j1] = a @ b[:, j0:j1]
-        def block(span):
-            np.matmul(a, b[:, span[0]:span[1]], out=out[:, span[0]:span[1]])
-        parallel(block, _blocks(n, threads))
-    else:  # blocks of rows
-        def block(span):
-            np.matmul(a[span[0]:span[1]], b, out=out[span[0]:span[1]])
-        parallel(block, _blocks(m, threads))
+    (m, k), n = a.shape[-2:], b.shape[-1]
+    batch = a.shape[:-2]
+    threads = width()
+    if threads <= 1 or 2 * m * n * k * int(np.prod(batch)) < PARALLEL_FLOPS or b.shape[:-2] != batch:
+        return a @ b
+    out = np.empty((*batch, m, n), dtype=np.result_type(a, b))
+    if batch:
+        a3, b3, o3 = a.reshape(-1, m, k), b.reshape(-1, k, n), out.reshape(-1, m, n)
+        if len(a3) < threads:
+            return a @ b
+        parts = [(slice(lo, hi),) * 3 for lo, hi in _blocks(len(a3), threads)]
+    elif max(m, n) < 2 * threads:
+        return a @ b
+    elif n >= m:  # out[:, j0:j1] = a @ b[:, j0:j1]
+        a3, b3, o3 = a, b, out
+        parts = [(slice(None), (slice(None), slice(lo, hi)), (slice(None), slice(lo, hi)))
+                 for lo, hi in _blocks(n, threads)]
+    else:  # out[i0:i1] = a[i0:i1] @ b
+        a3, b3, o3 = a, b, out
+        parts = [(slice(lo, hi), slice(None), slice(lo, hi)) for lo, hi in _blocks(m, threads)]
+
+    def block(part):
+        np.matmul(a3[part[0]], b3[part[1]], out=o3[part[2]])
+
+    parallel(block, parts)
     return out
 
 

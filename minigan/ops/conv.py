@@ -173,7 +173,7 @@ class Conv2d(Function):
             cols = _channels_first(x)  # (C, N*H*W): the im2col of a 1x1 window
         else:
             cols = backend.kernels_for(x).im2col(x, kh, kw, sh, sw, ph, pw, oh, ow)  # (C*KH*KW, N*OH*OW)
-        y = _batch_first(w.reshape(oc, -1) @ cols, n, oh, ow)  # (N, OC, OH, OW)
+        y = _batch_first(threads.matmul(w.reshape(oc, -1), cols), n, oh, ow)  # (N, OC, OH, OW)
         if b is not None:
             y += b.reshape(1, oc, 1, 1)
         ctx.save(cols, w)
@@ -189,13 +189,13 @@ class Conv2d(Function):
         g_cf = _channels_first(g)  # (OC, N*OH*OW)
         gx = gw = gb = None
         if ctx.needs_grad[0]:
-            gcols = w.reshape(oc, -1).T @ g_cf  # (C*KH*KW, N*OH*OW)
+            gcols = threads.matmul(w.reshape(oc, -1).T, g_cf)  # (C*KH*KW, N*OH*OW)
             if _is_pointwise(kh, kw, sh, sw, ph, pw):
                 gx = _batch_first(gcols, n, h, wd)  # the col2im of a 1x1 window
             else:
                 gx = backend.kernels_for(g).col2im(gcols, n, c, h, wd, kh, kw, sh, sw, ph, pw, oh, ow)
         if ctx.needs_grad[1]:
-            gw = (g_cf @ cols.T).reshape(w.shape)
+            gw = threads.matmul(g_cf, cols.T).reshape(w.shape)
         if ctx.needs_grad[2]:  # apply passes b even when it is None
             gb = g_cf.sum(axis=1)
         return gx, gw, gb
@@ -224,7 +224,7 @@ class ConvTranspose2d(Function):
         oh = conv_transpose_output_size(h, kh, sh, ph, oph)
         ow = conv_transpose_output_size(wd, kw, sw, pw, opw)
         x_cf = _channels_first(x)  # (C, N*H*W)
-        cols = w.reshape(c, -1).T @ x_cf  # (OC*KH*KW, N*H*W)
+        cols = threads.matmul(w.reshape(c, -1).T, x_cf)  # (OC*KH*KW, N*H*W)
         y = backend.kernels_for(x).col2im(cols, n, oc, oh, ow, kh, kw, sh, sw, ph, pw, h, wd)
         if b is not None:
             y += b.reshape(1, oc, 1, 1)
@@ -240,9 +240,9 @@ class ConvTranspose2d(Function):
         gcols = backend.kernels_for(g).im2col(g, kh, kw, sh, sw, ph, pw, h, wd)  # (OC*KH*KW, N*H*W)
         gx = gw = gb = None
         if ctx.needs_grad[0]:
-            gx = _batch_first(w.reshape(c, -1) @ gcols, n, h, wd)
+            gx = _batch_first(threads.matmul(w.reshape(c, -1), gcols), n, h, wd)
         if ctx.needs_grad[1]:
-            gw = (x_cf @ gcols.T).reshape(w.shape)
+            gw = threads.matmul(x_cf, gcols.T).reshape(w.shape)
         if ctx.needs_grad[2]:  # apply passes b even when it is None
             gb = g.sum(axis=(0, 2, 3))
         return gx, gw, gb
