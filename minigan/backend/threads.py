@@ -12,8 +12,8 @@ So there is one set of threads, ``width()`` of them (numba's thread count,
 clamped to the cores this process may run on):
 
 * NumPy's BLAS runs single-threaded (set once, when this module is imported);
-* a large product is split into ``width()`` blocks of columns (or rows), each
-  one single-threaded GEMM on its own thread of :func:`parallel`; threads
+* a large product is split into blocks of columns (or rows), each one
+  single-threaded GEMM, that the threads of :func:`parallel` take in turn; threads
   that have no work sleep on a queue, they never spin;
 * numba's parallel kernels use the same count and run only above a size
   (``cpu.SERIAL_BELOW``); numba's workqueue threads sleep between kernels.
@@ -136,20 +136,23 @@ def matmul(a, b):
     if threads <= 1 or 2 * m * n * k * int(np.prod(batch)) < PARALLEL_FLOPS or b.shape[:-2] != batch:
         return a @ b
     out = np.empty((*batch, m, n), dtype=np.result_type(a, b))
+    # more blocks than threads (each still worth a hand-over), taken dynamically by parallel():
+    # a thread the scheduler parks (other processes on the cores) holds up one block, not half the product
+    blocks = max(threads, min(4 * threads, 2 * m * n * k * int(np.prod(batch)) // max(PARALLEL_FLOPS, 1)))
     if batch:
         a3, b3, o3 = a.reshape(-1, m, k), b.reshape(-1, k, n), out.reshape(-1, m, n)
         if len(a3) < threads:
             return a @ b
-        parts = [(slice(lo, hi),) * 3 for lo, hi in _blocks(len(a3), threads)]
+        parts = [(slice(lo, hi),) * 3 for lo, hi in _blocks(len(a3), blocks)]
     elif max(m, n) < 2 * threads:
         return a @ b
     elif n >= m:  # out[:, j0:j1] = a @ b[:, j0:j1]
         a3, b3, o3 = a, b, out
         parts = [(slice(None), (slice(None), slice(lo, hi)), (slice(None), slice(lo, hi)))
-                 for lo, hi in _blocks(n, threads)]
+                 for lo, hi in _blocks(n, blocks)]
     else:  # out[i0:i1] = a[i0:i1] @ b
         a3, b3, o3 = a, b, out
-        parts = [(slice(lo, hi), slice(None), slice(lo, hi)) for lo, hi in _blocks(m, threads)]
+        parts = [(slice(lo, hi), slice(None), slice(lo, hi)) for lo, hi in _blocks(m, blocks)]
 
     def block(part):
         np.matmul(a3[part[0]], b3[part[1]], out=o3[part[2]])
