@@ -61,6 +61,21 @@ def set_threads(requested: int | None = None, torch_requested: int | None = None
             "torch": torch.get_num_threads(), "torch_interop": torch.get_num_interop_threads()}
 
 
+def parse_args(parser, script: str):
+    """Add ``--threads``, parse, and set each side's threads: returns (args, thread counts).
+
+    The counts are None when ``--device cuda`` was asked for and no GPU is
+    there (the script then prints why and exits with status 0).
+    """
+    parser.add_argument("--threads", type=int, default=None,
+                        help="threads for both minigan and PyTorch (default: each one's own default)")
+    args = parser.parse_args()
+    if getattr(args, "device", "cpu") == "cuda" and not gpu_available():
+        print(f"{script} --device cuda: {NO_GPU} (CuPy or PyTorch sees no CUDA GPU)")
+        return args, None
+    return args, set_threads(args.threads)
+
+
 def describe_threads(counts: dict) -> str:
     return (f"minigan {counts['minigan']} threads (numba {counts['minigan_numba']}, NumPy BLAS "
             f"{counts['minigan_blas_per_call']} per product), torch {counts['torch']} threads "

@@ -270,14 +270,9 @@ def main() -> None:
     parser.add_argument("--json", metavar="PATH", help="also write every figure (and each repeat) here")
     parser.add_argument("--one-thread", action="store_true",
                         help="also run every case with one thread on both sides (CPU)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="threads for both minigan and PyTorch (default: each one's own default)")
-    args = parser.parse_args()
-
-    if args.device == "cuda" and not _timing.gpu_available():
-        print(f"bench_train_step --device cuda: {_timing.NO_GPU} (CuPy or PyTorch sees no CUDA GPU)")
+    args, threads = _timing.parse_args(parser, "bench_train_step")
+    if threads is None:
         return
-    threads = _timing.set_threads(args.threads)
     gpu = args.device == "cuda"
     batches = args.batches or DEFAULT_BATCHES[args.device]
     repeats = args.repeats or (20 if gpu else 3)

@@ -203,11 +203,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3, help="profiled steps (each report)")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--top", type=int, default=25, help="rows of the cProfile report")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="threads for both minigan and PyTorch (default: each one's own default)")
-    args = parser.parse_args()
-
-    threads = _timing.set_threads(args.threads)
+    args, threads = _timing.parse_args(parser, "profile_cpu_step")
     step = minigan_step(args.model, args.batch, "cpu")
     for _ in range(args.warmup):
         step()
