@@ -13,6 +13,8 @@ def two_threads(monkeypatch):
     """Two threads and no size threshold, so even small products are split."""
     monkeypatch.setattr(threads.numba, "get_num_threads", lambda: 2)
     monkeypatch.setattr(threads, "PARALLEL_FLOPS", 0)
+    monkeypatch.setattr(threads._Health, "skip", 0)  # tiny test work always "waits" for the pool: no back-off
+    monkeypatch.setattr(threads, "LATE_SHARE", float("inf"))
 
 
 def test_blas_runs_single_threaded_after_import():
@@ -71,3 +73,25 @@ def test_scratch_is_reused_per_thread():
     a = threads.scratch((4, 8), np.float32)
     b = threads.scratch((2, 3), np.float64)
     assert a.shape == (4, 8) and b.dtype == np.float64 and np.shares_memory(a, b)
+
+
+def test_a_late_pool_backs_off_to_the_caller_then_is_tried_again(two_threads, monkeypatch):
+    """When the caller waits for a parked pool thread, the next calls run on the caller alone."""
+    import time
+
+    monkeypatch.setattr(threads, "LATE_SHARE", 0.25)
+    monkeypatch.setattr(threads._Health, "backoff", 4)
+    caller = threading.current_thread().name
+
+    def slow_in_pool(i):
+        if threading.current_thread().name != caller:
+            time.sleep(0.05)  # a pool thread the scheduler parked
+        return threading.current_thread().name
+
+    threads.parallel(slow_in_pool, range(2))
+    assert threads._Health.skip == 4
+    for _ in range(4):
+        assert set(threads.parallel(slow_in_pool, range(4))) == {caller}
+    assert threads._Health.skip == 0
+    both = threading.Barrier(2, timeout=10)
+    assert len(set(threads.parallel(lambda i: both.wait() or threading.current_thread().name, range(2)))) == 2
