@@ -48,7 +48,10 @@ def _available_cores() -> int:
 # numba counts every core of the machine, even under taskset.
 if numba.get_num_threads() > _available_cores():
     numba.set_num_threads(_available_cores())
-threadpoolctl.threadpool_limits(1, user_api="blas")
+# NumPy's own BLAS only: another framework's (PyTorch's MKL) keeps its threads.
+for _blas in threadpoolctl.ThreadpoolController().select(user_api="blas").lib_controllers:
+    if "numpy" in _blas.filepath:
+        _blas.set_num_threads(1)
 
 
 def width() -> int:
