@@ -38,14 +38,48 @@ NO_GPU = "no GPU: skipped"
 # ---------------------------------------------------------------------------
 # environment
 # ---------------------------------------------------------------------------
-def match_threads() -> int:
-    """Give PyTorch the thread count numba uses (both default to the core count); returns it."""
+def set_threads(requested: int | None = None, torch_requested: int | None = None) -> dict:
+    """Each side's thread counts, as the user gets them: both defaults, or ``requested`` threads on both.
+
+    minigan's one knob is numba's thread count (minigan.backend.threads: its
+    own pool has that width and NumPy's BLAS runs one thread per block);
+    PyTorch's is ``torch.set_num_threads``. Returns what each side uses.
+    """
     import numba
+    import threadpoolctl
     import torch
 
-    threads = numba.get_num_threads()
-    torch.set_num_threads(threads)
-    return threads
+    from minigan.backend import threads
+
+    if requested:
+        numba.set_num_threads(min(requested, threads._available_cores()))
+        torch.set_num_threads(torch_requested or requested)
+    blas = sorted({lib["num_threads"] for lib in threadpoolctl.threadpool_info()
+                   if lib["user_api"] == "blas" and "numpy" in lib["filepath"]})
+    return {"minigan": threads.width(), "minigan_numba": numba.get_num_threads(),
+            "minigan_blas_per_call": blas[0] if len(blas) == 1 else blas,
+            "torch": torch.get_num_threads(), "torch_interop": torch.get_num_interop_threads()}
+
+
+def parse_args(parser, script: str):
+    """Add ``--threads``, parse, and set each side's threads: returns (args, thread counts).
+
+    The counts are None when ``--device cuda`` was asked for and no GPU is
+    there (the script then prints why and exits with status 0).
+    """
+    parser.add_argument("--threads", type=int, default=None,
+                        help="threads for both minigan and PyTorch (default: each one's own default)")
+    args = parser.parse_args()
+    if getattr(args, "device", "cpu") == "cuda" and not gpu_available():
+        print(f"{script} --device cuda: {NO_GPU} (CuPy or PyTorch sees no CUDA GPU)")
+        return args, None
+    return args, set_threads(args.threads)
+
+
+def describe_threads(counts: dict) -> str:
+    return (f"minigan {counts['minigan']} threads (numba {counts['minigan_numba']}, NumPy BLAS "
+            f"{counts['minigan_blas_per_call']} per product), torch {counts['torch']} threads "
+            f"(interop {counts['torch_interop']})")
 
 
 def gpu_available() -> bool:

@@ -414,15 +414,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--target-ms", type=float, default=10.0, help="length of one repeat of one case")
     parser.add_argument("--json", metavar="PATH")
-    args = parser.parse_args()
-
-    if args.device == "cuda" and not _timing.gpu_available():
-        print(f"bench_kernels --device cuda: {_timing.NO_GPU} (CuPy or PyTorch sees no CUDA GPU)")
+    args, threads = _timing.parse_args(parser, "bench_kernels")
+    if threads is None:
         return
-    threads = _timing.match_threads()
     machine = _timing.describe_machine(args.device)
     target_s = args.target_ms / 1e3
-    print(f"minigan kernels vs PyTorch on {machine}, {threads} threads, float32, batch {args.batch}; "
+    print(f"minigan kernels vs PyTorch on {machine}, {_timing.describe_threads(threads)}, float32, batch {args.batch}; "
           f"median of {args.repeats} repeats of ~{args.target_ms:g} ms; ratio = minigan / torch\n")
     arrays = Arrays(args.device)
     payload = {"benchmark": "kernels", "machine": machine, "threads": threads, "batch": args.batch,

@@ -23,8 +23,11 @@ twins, the seeds' own layouts); weights differ, which does not change the
 work done. Everything is float32 at 64x64.
 
 Timing: warm-up steps excluded; minigan and PyTorch interleaved in one process
-(``_timing.time_interleaved``), median over ``--repeats``; PyTorch gets as
-many threads as numba. On the GPU, steps are timed with CUDA events, the peak
+(``_timing.time_interleaved``), median over ``--repeats``. Each side runs
+with its own default thread count, printed in the header (what a user
+gets), or with ``--threads N`` on both; ``--one-thread`` then also runs
+every case again with one thread on both sides (columns "1-thread"), so the
+default can be compared with the single-threaded figure. On the GPU, steps are timed with CUDA events, the peak
 GPU memory of one step is reported for each contender, and PyTorch also runs
 its best small-batch mode: the whole D+G iteration captured once as a CUDA
 graph and replayed (static inputs, ``Adam(capturable=True)``, no host reads).
@@ -242,6 +245,11 @@ def table(results: list[dict], device: str) -> str:
     header = ["model", "device", "batch", "minigan ms", "torch ms", "minigan img/s", "torch img/s", "ratio"]
     rows = [[r["model"], r["device"], r["batch"], r["minigan_ms"], r["torch_ms"], r["minigan_img_s"],
              r["torch_img_s"], r["ratio"]] for r in results]
+    if results and "one_thread" in results[0]:
+        header += ["1-thread minigan ms", "1-thread torch ms", "1-thread ratio", "minigan default / 1-thread"]
+        for row, r in zip(rows, results):
+            one = r["one_thread"]
+            row += [one["minigan_ms"], one["torch_ms"], one["ratio"], ratio(r["minigan_ms"], one["minigan_ms"])]
     if device == "cuda":
         header += ["graph ms", "graph img/s", "ratio vs graph", "minigan MiB", "torch MiB", "graph MiB"]
         for row, r in zip(rows, results):
@@ -260,19 +268,18 @@ def main() -> None:
                         help="timed steps per contender (default: 3 on the CPU, 20 on the GPU)")
     parser.add_argument("--warmup", type=int, default=None, help="untimed steps first (default 1 CPU, 5 GPU)")
     parser.add_argument("--json", metavar="PATH", help="also write every figure (and each repeat) here")
-    args = parser.parse_args()
-
-    if args.device == "cuda" and not _timing.gpu_available():
-        print(f"bench_train_step --device cuda: {_timing.NO_GPU} (CuPy or PyTorch sees no CUDA GPU)")
+    parser.add_argument("--one-thread", action="store_true",
+                        help="also run every case with one thread on both sides (CPU)")
+    args, threads = _timing.parse_args(parser, "bench_train_step")
+    if threads is None:
         return
-    threads = _timing.match_threads()
     gpu = args.device == "cuda"
     batches = args.batches or DEFAULT_BATCHES[args.device]
     repeats = args.repeats or (20 if gpu else 3)
     warmup = args.warmup if args.warmup is not None else (5 if gpu else 1)
     machine = _timing.describe_machine(args.device)
     print(f"one training iteration (D step + G step), {IMAGE_SIZE}x{IMAGE_SIZE} float32, on {machine}; "
-          f"{threads} threads; median of {repeats} after {warmup} warm-up steps")
+          f"{_timing.describe_threads(threads)}; median of {repeats} after {warmup} warm-up steps")
 
     results = []
     for name in args.models:
@@ -281,6 +288,16 @@ def main() -> None:
             r = results[-1]
             print(f"  {name} batch {batch}: minigan {r['minigan_ms']:.1f} ms, torch {r['torch_ms']:.1f} ms",
                   flush=True)
+    if args.one_thread and not gpu:
+        default_threads = threads
+        one = _timing.set_threads(1)
+        print(f"again with {_timing.describe_threads(one)}")
+        for r in results:
+            r["one_thread"] = bench_one(r["model"], r["batch"], args.device, repeats, warmup)
+            print(f"  {r['model']} batch {r['batch']}: minigan {r['one_thread']['minigan_ms']:.1f} ms, "
+                  f"torch {r['one_thread']['torch_ms']:.1f} ms", flush=True)
+        _timing.set_threads(default_threads["minigan_numba"], default_threads["torch"])
+        threads = dict(default_threads, one_thread=one)
     print()
     print(table(results, args.device))
     _timing.write_json(args.json, {"benchmark": "train_step", "machine": machine, "threads": threads,

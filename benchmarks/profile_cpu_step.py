@@ -203,9 +203,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3, help="profiled steps (each report)")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--top", type=int, default=25, help="rows of the cProfile report")
-    args = parser.parse_args()
-
-    threads = _timing.match_threads()
+    args, threads = _timing.parse_args(parser, "profile_cpu_step")
     step = minigan_step(args.model, args.batch, "cpu")
     for _ in range(args.warmup):
         step()
@@ -215,7 +213,7 @@ def main() -> None:
         step()
         plain.append(time.perf_counter() - t0)
     step_s = statistics.median(plain)
-    print(f"minigan {args.model} batch {args.batch}, CPU ({_timing.describe_machine('cpu')}, {threads} threads): "
+    print(f"minigan {args.model} batch {args.batch}, CPU ({_timing.describe_machine('cpu')}, {_timing.describe_threads(threads)}): "
           f"{step_s * 1e3:.0f} ms/step (median of {args.steps} uninstrumented steps)\n")
 
     print(f"1. cProfile, {args.steps} steps, top {args.top} by own time")

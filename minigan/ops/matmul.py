@@ -5,6 +5,7 @@ broadcasting; 1-D operands are not supported (reshape them first).
 """
 from __future__ import annotations
 
+from minigan.backend.threads import matmul as _product
 from minigan.tensor import Function
 
 
@@ -14,13 +15,13 @@ class MatMul(Function):
         if a.ndim < 2 or b.ndim < 2:
             raise ValueError(f"matmul needs 2-D or batched operands, got shapes {a.shape} and {b.shape}.")
         ctx.save(a, b)
-        return a @ b
+        return _product(a, b)
 
     @staticmethod
     def backward(ctx, g):
         a, b = ctx.saved
-        ga = g @ b.swapaxes(-1, -2) if ctx.needs_grad[0] else None
-        gb = a.swapaxes(-1, -2) @ g if ctx.needs_grad[1] else None
+        ga = _product(g, b.swapaxes(-1, -2)) if ctx.needs_grad[0] else None
+        gb = _product(a.swapaxes(-1, -2), g) if ctx.needs_grad[1] else None
         return ga, gb
 
 
@@ -34,7 +35,7 @@ class Linear(Function):
     @staticmethod
     def forward(ctx, x, w, b=None):
         ctx.save(x, w)
-        y = x @ w.T
+        y = _product(x, w.T)
         if b is not None:
             y += b
         return y
@@ -42,8 +43,8 @@ class Linear(Function):
     @staticmethod
     def backward(ctx, g):
         x, w = ctx.saved
-        gx = g @ w if ctx.needs_grad[0] else None
-        gw = g.T @ x if ctx.needs_grad[1] else None
+        gx = _product(g, w) if ctx.needs_grad[0] else None
+        gw = _product(g.T, x) if ctx.needs_grad[1] else None
         gb = g.sum(axis=0) if len(ctx.needs_grad) > 2 and ctx.needs_grad[2] else None
         return gx, gw, gb
 

@@ -113,6 +113,25 @@ def test_im2col(rng, geometry, dtype):
     np.testing.assert_array_equal(cols, reference.im2col(x, *args))  # a pure copy: exact
 
 
+STRIDE1_GEOMETRIES = [g for g in CONV_GEOMETRIES if g[2] == (1, 1) and g[3][0] < g[1][0] and g[3][1] < g[1][1]]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("geometry", STRIDE1_GEOMETRIES, ids=geometry_id)
+def test_im2col_rows(rng, geometry, dtype):
+    """Each block (images n0.., output rows r0..) holds exactly those pixels' columns of im2col."""
+    shape, args = conv_args(geometry)
+    kh, kw, _, _, ph, pw, oh, ow = args
+    x = randn(rng, shape, dtype)
+    n, taps = shape[0], shape[1] * kh * kw
+    full = reference.im2col(x, *args).reshape(taps, n, oh, ow)
+    for n0, images, r0, rows in [(0, n, 0, oh), (n - 1, 1, 0, 1), (0, 1, oh - 1, 1), (n - 1, 1, oh // 2, oh - oh // 2)]:
+        buf = np.full((images, taps, rows * ow), np.nan, dtype=dtype)  # every entry must be written
+        cpu.im2col_rows(x, buf, n0, r0, kh, kw, ph, pw)
+        want = full[:, n0:n0 + images, r0:r0 + rows].transpose(1, 0, 2, 3).reshape(buf.shape)
+        np.testing.assert_array_equal(buf, want)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("geometry", CONV_GEOMETRIES, ids=geometry_id)
 def test_col2im(rng, geometry, dtype):

@@ -1,0 +1,97 @@
+"""minigan.backend.threads: one set of threads for the CPU (BLAS single-threaded, products split by minigan)."""
+import threading
+
+import numpy as np
+import pytest
+import threadpoolctl
+
+from minigan.backend import threads
+
+
+@pytest.fixture
+def two_threads(monkeypatch):
+    """Two threads and no size threshold, so even small products are split."""
+    monkeypatch.setattr(threads.numba, "get_num_threads", lambda: 2)
+    monkeypatch.setattr(threads, "PARALLEL_FLOPS", 0)
+    monkeypatch.setattr(threads._Health, "skip", 0)  # tiny test work always "waits" for the pool: no back-off
+    monkeypatch.setattr(threads, "LATE_SHARE", float("inf"))
+
+
+def test_numpys_blas_runs_single_threaded_after_import():
+    blas = [lib for lib in threadpoolctl.threadpool_info() if lib["user_api"] == "blas" and "numpy" in lib["filepath"]]
+    assert blas and all(lib["num_threads"] == 1 for lib in blas)
+
+
+def test_width_never_exceeds_the_cores_this_process_may_use():
+    assert 1 <= threads.width() <= threads._available_cores()
+
+
+SHAPES = [((7, 5), (5, 9)),            # more columns: blocks of columns
+          ((9, 5), (5, 3)),            # more rows: blocks of rows
+          ((3, 4, 6), (3, 6, 5)),      # batched: blocks of the batch
+          ((2, 3, 4, 6), (2, 3, 6, 5)),
+          ((1, 4, 6), (1, 6, 5)),      # a batch of one: not split
+          ((4, 6), (2, 6, 5)),         # broadcast: not split
+          ((1, 1), (1, 1))]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape_a,shape_b", SHAPES)
+def test_split_matmul_equals_numpy(two_threads, shape_a, shape_b, dtype):
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal(shape_a).astype(dtype), rng.standard_normal(shape_b).astype(dtype)
+    a_t = np.ascontiguousarray(a.swapaxes(-1, -2)).swapaxes(-1, -2)  # a transposed view, as conv passes w.T
+    for left in (a, a_t):
+        got = threads.matmul(left, b)
+        assert got.dtype == (left @ b).dtype
+        np.testing.assert_allclose(got, left @ b, rtol=1e-6 if dtype == np.float32 else 1e-13)
+
+
+def test_parallel_keeps_order_uses_the_pool_and_reraises(two_threads):
+    both = threading.Barrier(2, timeout=10)  # passes only when two threads run fn at the same time
+
+    def record(i):
+        if i < 2:
+            both.wait()
+        return i, threading.current_thread().name
+
+    names = threads.parallel(record, range(6))
+    assert [i for i, _ in names] == list(range(6))
+    assert len({name for _, name in names}) == 2
+
+    def fail(i):
+        if i == 3:
+            raise ValueError("block 3")
+        return i
+
+    with pytest.raises(ValueError, match="block 3"):
+        threads.parallel(fail, range(6))
+    assert threads.parallel(lambda i: i * i, range(4)) == [0, 1, 4, 9]  # the pool survives a failure
+
+
+def test_scratch_is_reused_per_thread():
+    a = threads.scratch((4, 8), np.float32)
+    b = threads.scratch((2, 3), np.float64)
+    assert a.shape == (4, 8) and b.dtype == np.float64 and np.shares_memory(a, b)
+
+
+def test_a_late_pool_backs_off_to_the_caller_then_is_tried_again(two_threads, monkeypatch):
+    """When the caller waits for a parked pool thread, the next calls run on the caller alone."""
+    import time
+
+    monkeypatch.setattr(threads, "LATE_SHARE", 0.25)
+    monkeypatch.setattr(threads._Health, "backoff", 4)
+    caller = threading.current_thread().name
+
+    def slow_in_pool(i):
+        if threading.current_thread().name != caller:
+            time.sleep(0.05)  # a pool thread the scheduler parked
+        return threading.current_thread().name
+
+    threads.parallel(slow_in_pool, range(2))
+    assert threads._Health.skip == 4
+    for _ in range(4):
+        assert set(threads.parallel(slow_in_pool, range(4))) == {caller}
+    assert threads._Health.skip == 0
+    both = threading.Barrier(2, timeout=10)
+    assert len(set(threads.parallel(lambda i: both.wait() or threading.current_thread().name, range(2)))) == 2
