@@ -236,10 +236,18 @@ class Run:
 
     # -- the loop ------------------------------------------------------------------------------
     def _loop(self) -> None:
-        trainer, c, log = self.trainer, self.config, self.log
-        out = c.out
+        out = self.config.out
         losses = outputs.CsvLog(os.path.join(out, LOG_NAME))
         metrics = outputs.CsvLog(os.path.join(out, "metrics.csv"))
+        try:
+            self._train_logging_to(losses, metrics)
+        finally:  # the logs' append handles, however the loop ends (done, Ctrl-C, diverged, disk full)
+            losses.close()
+            metrics.close()
+
+    def _train_logging_to(self, losses: outputs.CsvLog, metrics: outputs.CsvLog) -> None:
+        trainer, c, log = self.trainer, self.config, self.log
+        out = c.out
         if self.resumed:
             losses.truncate_after(trainer.step_count)
             metrics.truncate_after(trainer.step_count)

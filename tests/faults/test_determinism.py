@@ -1,10 +1,12 @@
 """The same seed gives the same run: identical checkpoints (every array, bit for bit), sample images and logs.
 
 CPU: two separate processes (``python -m minigan train``) with different hash
-seeds. GPU: two runs on the CUDA device, whose col2im is a gather (kernels/col2im.cu:
-no atomics, a fixed summation order), so they must agree bit for bit too;
-skipped where no CUDA GPU is present.
+seeds. The CUDA path (cuda-emu everywhere; cuda where a GPU is present, skipped
+elsewhere): two runs, whose col2im is a gather (kernels/col2im.cu: no atomics, a
+fixed summation order), must agree bit for bit too, and so must a run stopped
+and resumed against one that was not.
 """
+import dataclasses
 import json
 import os
 import warnings
@@ -67,17 +69,30 @@ def test_the_numba_thread_count_does_not_change_the_result(tmp_path):
     assert_same_checkpoint(*outs)
 
 
-@pytest.mark.cuda
-@pytest.mark.skipif(not backend.cuda_available(), reason="no CUDA GPU (CuPy) on this machine")
-def test_same_seed_same_run_twice_on_the_gpu(tmp_path):
+def _train(config, resume=False):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return run(config, resume=resume, progress=False, log=lambda *a: None).trainer
+
+
+def test_same_seed_same_run_twice_on_a_kernel_device(tmp_path, kernel_device):
+    """cuda-emu everywhere, cuda where there is a GPU: the CUDA path is deterministic too."""
     outs = []
     for name in ("a", "b"):
-        config = tiny_config(tmp_path / name, device="cuda", iters=6, sample_every=2, checkpoint_every=3)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            trainer = run(config, progress=False, log=lambda *a: None).trainer
-        assert trainer.device == "cuda"
+        config = tiny_config(tmp_path / name, device=kernel_device, iters=4, sample_every=1, checkpoint_every=2)
+        assert _train(config).device == kernel_device
         outs.append(config.out)
     _assert_same_run(*outs)
     arrays, _ = checkpoint.load(os.path.join(outs[0], checkpoint.FILENAME))
     assert all(np.isfinite(a).all() for a in arrays.values() if a.dtype.kind == "f")
+
+
+def test_resume_on_a_kernel_device_continues_the_run_bit_for_bit(tmp_path, kernel_device):
+    """Stopped at step 2 and resumed to 4 on the CUDA path: the checkpoint of one run of 4 steps."""
+    kw = dict(device=kernel_device, sample_every=2, checkpoint_every=2)
+    whole = tiny_config(tmp_path / "whole", iters=4, **kw)
+    _train(whole)
+    half = tiny_config(tmp_path / "half", iters=2, **kw)
+    _train(half)
+    assert _train(dataclasses.replace(half, iters=4), resume=True).step_count == 4
+    assert_same_checkpoint(whole.out, half.out)

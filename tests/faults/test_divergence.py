@@ -98,6 +98,17 @@ def test_one_bad_step_is_rolled_back_and_retried_and_leaves_no_trace(tmp_path, m
     assert np.isfinite(trainer.generate(trainer.fixed_z)).all()
 
 
+def test_nan_weights_on_a_kernel_device_are_rolled_back(tmp_path, monkeypatch, saved_checkpoints, kernel_device):
+    """The weight check and the rollback on the CUDA path (device arrays: the check syncs once per step)."""
+    config = _config(tmp_path, checkpoint_every=3, device=kernel_device)
+    calls = _poison(monkeypatch, {4: ["nan-G"]})
+    with pytest.warns(TrainingWarning, match=r"non-finite weights after step 4 .*rolled back to step 3"):
+        trainer = run(config, progress=False, log=_quiet).trainer
+    assert trainer.device == kernel_device and trainer.step_count == 6 and calls[4] == 2
+    assert all(not bad for _, bad in saved_checkpoints), saved_checkpoints
+    assert np.isfinite(trainer.generate(trainer.fixed_z)).all()
+
+
 def test_retries_count_only_consecutive_failures(tmp_path, monkeypatch):
     config = _config(tmp_path, max_retries=2)
     calls = _poison(monkeypatch, {3: ["nan-loss", "nan-G"], 5: ["inf-loss", "inf-D"]})
