@@ -33,7 +33,7 @@ Shapes at 32x32, width 32::
        SN conv 4x4 s2, BN, LeakyReLU(0.2)               (N, 64, 8, 8)    feat_8
        SN conv 4x4 s2, BN, LeakyReLU(0.2)               (N, 128, 4, 4)
        flatten, Linear                                  (N, 1)
-       decoders: feat_8 -> (N, 3, 32, 32); a quadrant of feat_16 -> (N, 3, 16, 16)
+       decoders: feat_8 -> (N, 3, 16, 16); a quadrant of feat_16 -> (N, 3, 16, 16)
 """
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ from minigan.models.base import GAN, stride2_layers
 from minigan.nn import (BatchNorm2d, Conv2d, ConvTranspose2d, LeakyReLU, Linear, Module, Sequential,
                         SpectralNorm, UpsampleNearest, normal_init)
 
-RECON_SIZE = 32  # the decoders reconstruct at most 32x32 (the paper: 128x128 of a 1024x1024 image)
+RECON_SIZE = 32  # the decoders reconstruct at most 32x32
 QUADRANTS = ((0, 0), (0, 1), (1, 0), (1, 1))  # (row, column) halves of an image or a feature map
 
 
@@ -154,10 +154,10 @@ class FastGANDiscriminator(Module):
         self.downs = [_down(c_in, c_out, batch_norm=i > 0) for i, (c_in, c_out) in enumerate(zip([3] + ch, ch))]
         self.i8, self.i16 = layers - 2, layers - 3  # indices of the 8x8 and 16x16 maps among the downs' outputs
         self.head = Linear(ch[-1] * 4 * 4, 1)
-        self.recon_size = min(image_size, RECON_SIZE)
-        self.part_size = min(image_size // 2, RECON_SIZE)
-        self.decode_full = Decoder(ch[self.i8], _log2(self.recon_size // 8), width)
-        self.decode_part = Decoder(ch[self.i16], _log2(self.part_size // 8), width)
+        # both reconstruct at half the image size (at most RECON_SIZE): the decoders cost little next to G
+        self.recon_size = self.part_size = min(image_size // 2, RECON_SIZE)
+        self.decode_full = Decoder(ch[self.i8], _log2(self.recon_size // 8), width // 2)
+        self.decode_part = Decoder(ch[self.i16], _log2(self.part_size // 8), width // 2)
 
     def forward(self, x, reconstruct: int | None = None):
         """x (N, 3, S, S) -> logits (N, 1); with ``reconstruct = q`` (a quadrant, 0-3) also the two

@@ -19,8 +19,8 @@ def test_shapes_at_every_size(size):
         logits, full, part = gan.D(x, reconstruct=q)
         target_full, target_part = gan.D.targets(x, q)
         assert logits.shape == (2, 1)
-        assert full.shape == target_full.shape == (2, 3, min(size, 32), min(size, 32))
-        assert part.shape == target_part.shape == (2, 3, min(size // 2, 32), min(size // 2, 32))
+        recon = min(size // 2, 32)
+        assert full.shape == target_full.shape == part.shape == target_part.shape == (2, 3, recon, recon)
 
 
 def test_registered_with_the_papers_recipe():
