@@ -24,6 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 import minigan.ops as F
+from minigan import backend
 from minigan.models.base import feature_matching_loss
 from minigan.tensor import Tensor, no_grad
 
@@ -78,7 +79,13 @@ class ClassifierLoss(LossFamily):
             loss = loss + self.config.lecam * reg
             stats["lecam"] = reg.item()
         return loss, {"D_real": float(real_logits.data.mean()), "D_fake": float(fake_logits.data.mean()),
-                      **stats}
+                      **stats, **self.sign_stat(real_logits)}
+
+    def sign_stat(self, real_logits) -> dict:
+        """ADA's overfitting signal, E[sign D(x_real)], when adaptive augmentation is on."""
+        if self.config.ada_target <= 0:
+            return {}
+        return {"D_real_sign": float(backend.to_numpy(real_logits.data > 0).mean() * 2 - 1)}
 
     def d_on_real(self, seen, rng):
         """(D's logits on what it sees of the real batch, an extra D loss term or None, statistics)."""

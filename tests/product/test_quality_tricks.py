@@ -77,17 +77,45 @@ def test_lecam_on_an_autoencoder_d_is_a_clear_error(tmp_path):
         tiny_config(tmp_path, model="began", lecam=0.1)
 
 
-@pytest.mark.parametrize("model,extra", [("fastgan", {"lecam": 0.3}), ("sagan", {"lecam": 0.3})])
+def test_ada_moves_p_by_the_sign_of_d_on_reals(tmp_path):
+    trainer = Trainer(tiny_config(tmp_path, ada_target=0.6, ada_images=30, iters=8))
+    assert trainer.ada_p == 0.0
+    trainer.ada_signs = [1.0, 0.5, 1.0, 0.9]  # r_t = 0.85 > 0.6: D overfits, p rises by 4 batches of 3 / 30
+    trainer.step_count = 4
+    trainer._update_ada(stats := {})
+    assert trainer.ada_p == pytest.approx(0.4) and stats["ada_p"] == trainer.ada_p and trainer.ada_signs == []
+    trainer.ada_signs = [0.0, 0.2, -1.0, 0.4]  # r_t < 0.6: p falls
+    trainer.step_count = 8
+    trainer._update_ada({})
+    assert trainer.ada_p == pytest.approx(0.0)
+    trainer.ada_signs = [-1.0]
+    trainer.step_count = 12
+    trainer._update_ada({})
+    assert trainer.ada_p == 0.0  # clipped at 0
+    stats = trainer.step()  # a real step logs the signal and p
+    assert -1 <= stats["D_real_sign"] <= 1 and trainer.ada_signs == [stats["D_real_sign"]]
+
+
+def test_ada_on_an_autoencoder_d_is_a_clear_error(tmp_path):
+    with pytest.raises(ConfigError, match="--ada-target"):
+        tiny_config(tmp_path, model="began", ada_target=0.6)
+
+
+@pytest.mark.parametrize("model,extra", [("fastgan", {"lecam": 0.3}), ("sagan", {"lecam": 0.3}),
+                                         ("sagan", {"lecam": 0.3, "ada_target": 0.6, "ada_images": 20, "checkpoint_every": 3})])
 def test_resume_matches_an_uninterrupted_run_bit_for_bit(tmp_path, model, extra):
-    straight = tiny_config(tmp_path / "a", model=model, iters=6, **extra)
+    # stopped at 6, between two ADA adjustments (every 4 steps): the signs of steps 5 and 6 must survive
+    straight = tiny_config(tmp_path / "a", model=model, iters=10, **extra)
     run(straight, progress=False, log=lambda *a: None)
-    run(tiny_config(tmp_path / "b", model=model, iters=4, **extra), progress=False, log=lambda *a: None)
-    resumed = tiny_config(tmp_path / "b", model=model, iters=6, **extra)
+    run(tiny_config(tmp_path / "b", model=model, iters=6, **extra), progress=False, log=lambda *a: None)
+    resumed = tiny_config(tmp_path / "b", model=model, iters=10, **extra)
     run(resumed, resume=True, progress=False, log=lambda *a: None)
     a, meta_a = checkpoint.load(os.path.join(straight.out, checkpoint.FILENAME))
     b, meta_b = checkpoint.load(os.path.join(resumed.out, checkpoint.FILENAME))
-    assert meta_a["step"] == meta_b["step"] == 6 and sorted(a) == sorted(b)
+    assert meta_a["step"] == meta_b["step"] == 10 and sorted(a) == sorted(b)
     for name in a:
         np.testing.assert_array_equal(a[name], b[name], err_msg=name)
-    assert meta_a["lecam"] == meta_b["lecam"] and meta_a["lecam"][2] == 6
+    assert meta_a["lecam"] == meta_b["lecam"] and meta_a["lecam"][2] == 10
     assert meta_a["rng"] == meta_b["rng"]
+    if "ada_target" in extra:
+        assert meta_a["ada"] == meta_b["ada"] and len(meta_a["ada"]["signs"]) == 2
