@@ -145,11 +145,11 @@ class Decoder(Module):
 
 
 class FastGANDiscriminator(Module):
-    """Strided convs S -> 4x4, a Linear logit; two decoders on the 8x8 and 16x16 features (S >= 32)."""
+    """Strided convs S -> 4x4, a Linear logit; two decoders on the 8x8 and 16x16 maps (S >= 32)."""
 
     def __init__(self, image_size: int = 32, width: int = 32):
         layers = stride2_layers("fastgan", image_size, base=4)
-        ch = [width * 2 ** max(0, i - (layers - 3)) for i in range(layers)]  # width until 16x16, then doubling
+        ch = [width * 2 ** i for i in range(layers)]  # doubling at each halving, as SAGAN's D
         self.image_size = image_size
         self.downs = [_down(c_in, c_out, batch_norm=i > 0) for i, (c_in, c_out) in enumerate(zip([3] + ch, ch))]
         self.i8, self.i16 = layers - 2, layers - 3  # indices of the 8x8 and 16x16 maps among the downs' outputs
@@ -159,19 +159,23 @@ class FastGANDiscriminator(Module):
         self.decode_full = Decoder(ch[self.i8], _log2(self.recon_size // 8), width // 2)
         self.decode_part = Decoder(ch[self.i16], _log2(self.part_size // 8), width // 2)
 
-    def forward(self, x, reconstruct: int | None = None):
+    def forward(self, x, reconstruct: int | None = None, features: bool = False):
         """x (N, 3, S, S) -> logits (N, 1); with ``reconstruct = q`` (a quadrant, 0-3) also the two
-        reconstructions, (N, 3, R, R) of the whole image and (N, 3, R', R') of its quadrant q."""
-        feats = []
+        reconstructions, (N, 3, R, R) of the whole image and of its quadrant q; with ``features``
+        (logits, the flattened 4x4 map (N, C * 16)), as the classifier Ds give them."""
+        maps = []
         h = x
         for down in self.downs:
             h = down(h)
-            feats.append(h)
-        logits = self.head(F.flatten(h))
+            maps.append(h)
+        feats = F.flatten(h)
+        logits = self.head(feats)
+        if features:
+            return logits, feats
         if reconstruct is None:
             return logits
-        full = self.decode_full(feats[self.i8])
-        part = self.decode_part(quadrant(feats[self.i16], reconstruct))
+        full = self.decode_full(maps[self.i8])
+        part = self.decode_part(quadrant(maps[self.i16], reconstruct))
         return logits, full, part
 
     def targets(self, x, q: int):
