@@ -1,5 +1,5 @@
 """The grids beside the quality table: 64 samples of each run (its checkpoint, the EMA G, latent seed 0),
-the training set's first 64 images, and for one run its nearest training image to each sample.
+64 training images spread over the set (by file name), and for one run its nearest training image to each sample.
 
     python benchmarks/quality/grids.py RUNS_DIR OUT_DIR DATA NAME ...   # RUNS_DIR/NAME (a run folder)
 """
@@ -23,7 +23,8 @@ def main(runs, out, data, names):
         if real is None:
             c = G.config
             real = load_folder(data, c.image_size, background=c.background, fit=c.fit).images
-            save_png(make_grid(real[:64], nrow=8), os.path.join(out, f"{tag}_real.png"))
+            spread = real[np.linspace(0, len(real) - 1, 64).astype(int)]  # every (N/64)-th by file name
+            save_png(make_grid(spread, nrow=8), os.path.join(out, f"{tag}_real.png"))
         fake = G.generate(64, seed=0)
         save_png(make_grid(fake, nrow=8), os.path.join(out, f"{tag}_{name}.png"))
         # each sample (odd rows) above its nearest training image (even rows): copies show as identical pairs
