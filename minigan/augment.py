@@ -115,18 +115,28 @@ AUGMENTATIONS = {
 }
 
 
-def diff_augment(x, policy: str = "color,translation,cutout", rng: np.random.Generator | None = None):
+def diff_augment(x, policy: str = "color,translation,cutout", rng: np.random.Generator | None = None,
+                 p: float = 1.0):
     """Apply the comma-separated ``policy`` to x (N, C, H, W), in order; differentiable in x.
 
     ``rng`` defaults to minigan's seeded generator (:func:`minigan.random.get_rng`).
+    ``p < 1`` (adaptive augmentation, ADA): each transform is applied to each sample with
+    probability p, independently (``m t(x) + (1 - m) x``, m in {0, 1} per sample); p = 1 draws
+    exactly what it always did.
     """
     rng = random.get_rng() if rng is None else rng
-    for name in (p.strip() for p in policy.split(",")):
+    for name in (p_.strip() for p_ in policy.split(",")):
         if not name:
             continue
         if name not in AUGMENTATIONS:
             raise ValueError(f"unknown DiffAugment policy {name!r}: use a comma-separated list of "
                              f"{', '.join(AUGMENTATIONS)}.")
         for transform in AUGMENTATIONS[name]:
-            x = transform(x, rng)
+            if p >= 1.0:
+                x = transform(x, rng)
+                continue
+            chosen = rng.uniform(size=x.shape[0]) < p  # drawn first, then the transform's own numbers
+            y = transform(x, rng)
+            if chosen.any():  # exact: m * t(x) + (1 - m) * x is t(x) or x, not x + (t(x) - x)
+                x = y * _per_sample(chosen, x) + x * _per_sample(~chosen, x)
     return x

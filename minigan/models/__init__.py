@@ -11,6 +11,7 @@ sagan     "mel icon" SAGAN (heykeetae)               32-128  20 N   hinge
 dcgan     logo generator (carpedm20 DCGAN)           32-128  100 U  bce
 dcgan128  Simpsons faces (DCGAN, 8x8 base)           32-128  100 U  bce
 began     Keras BEGAN on faces (carpedm20 BEGAN)     32-128  64 U   began
+fastgan   FastGAN-style (Liu et al. 2021; no seed)   32-128  64 N   hinge+rec
 ========  =========================================  ======  =====  ========
 
 SAGAN and DCGAN are initialised N(0, 0.02), BEGAN Glorot-uniform (as its
@@ -23,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from minigan.models import began as _began, dcgan as _dcgan, sagan as _sagan
+from minigan.models import began as _began, dcgan as _dcgan, fastgan as _fastgan, sagan as _sagan
 from minigan.models.base import GAN, SIZES, Discriminator, feature_matching_loss
 
 
@@ -34,7 +35,8 @@ class ModelEntry:
     build: Callable[..., GAN]
     recipe: dict  # lr_d, lr_g, betas, batch (what `None` options resolve to)
     sizes: tuple[int, ...] = SIZES  # image sizes it makes
-    classifier: bool = True  # D outputs logits (False: BEGAN's autoencoder): the classifier tricks apply
+    classifier: bool = True  # D is the classifier head of models.base: the classifier tricks apply
+    logits: bool = True  # D outputs logits (False: BEGAN's autoencoder): LeCam applies
 
 
 # The one list of models: the CLI's --model choices, config validation and build() all read it.
@@ -42,7 +44,8 @@ MODELS = {
     "sagan": ModelEntry(_sagan.sagan, _sagan.RECIPE),
     "dcgan": ModelEntry(_dcgan.dcgan, _dcgan.RECIPE),
     "dcgan128": ModelEntry(_dcgan.dcgan128, _dcgan.RECIPE_128),
-    "began": ModelEntry(_began.began, _began.RECIPE, classifier=False),
+    "began": ModelEntry(_began.began, _began.RECIPE, classifier=False, logits=False),
+    "fastgan": ModelEntry(_fastgan.fastgan, _fastgan.RECIPE, classifier=False),
 }
 MODEL_NAMES = tuple(MODELS)
 IMAGE_SIZES = tuple(sorted({size for entry in MODELS.values() for size in entry.sizes}))

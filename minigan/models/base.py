@@ -24,7 +24,7 @@ from minigan.nn import Linear, MinibatchDiscrimination, Module
 
 SIZES = (32, 64, 128)  # the image sizes every model makes (stride-2 layers from its base)
 Z_DISTRIBUTIONS = ("normal", "uniform")
-LOSSES = ("hinge", "bce", "began")
+LOSSES = ("hinge", "bce", "began", "fastgan")
 
 
 @dataclass
@@ -42,7 +42,7 @@ class GAN:
     z_dim: int
     z_dist: str  # "normal" (N(0, 1)) or "uniform" (U[-1, 1])
     image_size: int
-    loss: str  # "hinge", "bce" or "began"
+    loss: str  # "hinge", "bce", "began" or "fastgan" (hinge + D's reconstructions)
     defaults: dict = field(default_factory=dict)
     num_classes: int = 0  # K > 0: D has K + 1 outputs (semi-supervised)
     tanh_output: bool = True  # False: G's images are not bounded (BEGAN) and samples are clipped to [-1, 1]

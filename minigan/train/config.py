@@ -130,6 +130,13 @@ class TrainConfig:
                                 lo=0, hi=1, hi_open=True)
     ema_start: int = _option(0, "iterations before the EMA starts tracking (it copies G until then)",
                              lo=0, hi=MAX_STEPS)
+    lecam: float = _option(0.0, "LeCam regularisation weight (Tseng et al. 2021; 0: off)", lo=0, hi=100)
+    lecam_decay: float = _option(0.99, "decay of LeCam's moving averages of D's outputs, in [0, 1)",
+                                 lo=0, hi=1, hi_open=True)
+    ada_target: float = _option(0.0, "adaptive augmentation (ADA, Karras et al. 2020): DiffAugment's probability p "
+                                "is tuned so that E[sign D(real)] stays at this target (0.6 in the paper; 0: off, "
+                                "p = 1)", lo=0, hi=1)
+    ada_images: int = _option(20000, "ADA: real images shown over which p can move from 0 to 1", lo=1, hi=MAX_STEPS)
     # the original projects' tricks
     d_steps: int = _option(1, "D updates per G update", lo=1, hi=100)
     label_smoothing: bool = _option(False, "one-sided: real labels in [0.9, 1]")
@@ -187,6 +194,12 @@ class TrainConfig:
             classifiers = [name for name, entry in MODELS.items() if entry.classifier]
             raise ConfigError(f"feature matching, minibatch discrimination and the semi-supervised D need a "
                               f"classifier D: use them with {', '.join(classifiers)}, not {self.model}.")
+        if self.ada_target > 0 and not (self.model in MODELS and MODELS[self.model].logits):
+            raise ConfigError(f"--ada-target reads the sign of D's logits; {self.model}'s D is an autoencoder: "
+                              "leave --ada-target at 0 for it.")
+        if self.lecam > 0 and self.model in MODELS and not MODELS[self.model].logits:
+            raise ConfigError(f"--lecam regularises a D that outputs logits; {self.model}'s D is an autoencoder: "
+                              "leave --lecam at 0 for it.")
         return self
 
     @property

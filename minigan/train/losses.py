@@ -9,7 +9,10 @@
                   k_{t+1} = clip(k_t + lambda_k (gamma L(x) - L(G(z))), 0, 1);
                   M_global = L(x) + |gamma L(x) - L(G(z))|
 
+* fastgan:        hinge, plus L1 reconstructions of real images from D's own features (FastGANLoss)
+
 With feature matching, every classifier family's G loss is ||E f(x) - E f(G(z))||^2 instead.
+With --lecam w > 0, every classifier family's L_D gains w * R_LeCam (ClassifierLoss.lecam).
 
 One interface (:class:`LossFamily`): ``d_loss`` and ``g_loss`` return a scalar
 Tensor and the statistics to log; ``end_step`` updates the family's own state
@@ -21,6 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 import minigan.ops as F
+from minigan import backend
 from minigan.models.base import feature_matching_loss
 from minigan.tensor import Tensor, no_grad
 
@@ -59,10 +63,55 @@ class ClassifierLoss(LossFamily):
 
     plotted = ("loss_d", "loss_g", "D_real", "D_fake")
 
+    def __init__(self, config, D, see):
+        super().__init__(config, D, see)
+        self.lecam_real = self.lecam_fake = 0.0  # LeCam's moving averages of D's mean outputs
+        self.lecam_updates = 0
+
     def d_loss(self, real, fake, labels, rng):
-        real_logits, fake_logits = self.D(self.see(real)), self.D(self.see(fake))
+        real_logits, extra_loss, stats = self.d_on_real(self.see(real), rng)
+        fake_logits = self.D(self.see(fake))
         loss = self.d_objective(real_logits, fake_logits, labels, rng)
-        return loss, {"D_real": float(real_logits.data.mean()), "D_fake": float(fake_logits.data.mean())}
+        if extra_loss is not None:
+            loss = loss + extra_loss
+        if self.config.lecam > 0:
+            reg = self.lecam(real_logits, fake_logits)
+            loss = loss + self.config.lecam * reg
+            stats["lecam"] = reg.item()
+        return loss, {"D_real": float(real_logits.data.mean()), "D_fake": float(fake_logits.data.mean()),
+                      **stats, **self.sign_stat(real_logits)}
+
+    def sign_stat(self, real_logits) -> dict:
+        """ADA's overfitting signal, E[sign D(x_real)], when adaptive augmentation is on."""
+        if self.config.ada_target <= 0:
+            return {}
+        return {"D_real_sign": float(backend.to_numpy(real_logits.data > 0).mean() * 2 - 1)}
+
+    def d_on_real(self, seen, rng):
+        """(D's logits on what it sees of the real batch, an extra D loss term or None, statistics)."""
+        return self.D(seen), None, {}
+
+    def lecam(self, real_logits, fake_logits):
+        """LeCam regulariser (Tseng et al. 2021), moving averages updated first:
+        R = E[relu(D(x) - a_fake)^2] + E[relu(a_real - D(G(z)))^2], a_* the EMAs of D's mean outputs."""
+        decay = self.config.lecam_decay if self.lecam_updates else 0.0  # the first update copies
+        self.lecam_real = decay * self.lecam_real + (1 - decay) * float(real_logits.data.mean())
+        self.lecam_fake = decay * self.lecam_fake + (1 - decay) * float(fake_logits.data.mean())
+        self.lecam_updates += 1
+        above = F.relu(real_logits - self.lecam_fake)
+        below = F.relu(self.lecam_real - fake_logits)
+        return F.mean(above * above) + F.mean(below * below)
+
+    def state_dict(self):
+        state = super().state_dict()
+        if self.config.lecam > 0:
+            state["lecam"] = [self.lecam_real, self.lecam_fake, self.lecam_updates]
+        return state
+
+    def load_state_dict(self, meta):
+        if self.config.lecam > 0:
+            real, fake, updates = meta.get("lecam", [0.0, 0.0, 0])
+            self.lecam_real, self.lecam_fake, self.lecam_updates = float(real), float(fake), int(updates)
 
     def g_loss(self, real, fake):
         if self.config.feature_matching:
@@ -94,6 +143,21 @@ class BCELoss(ClassifierLoss):
 
     def g_objective(self, fake_logits):
         return F.bce_with_logits(fake_logits, 1.0)
+
+
+class FastGANLoss(HingeLoss):
+    """Hinge, plus D's self-supervision (FastGAN): on real images only, L1 between D's two decodings of its
+    own features and what they should show: L_D = hinge + E|dec(f_8(x)) - x'| + E|dec(crop_q(f_16(x))) - x'_q|,
+    x' the (augmented) image D was shown, average-pooled to the decoder's size, q a random quadrant."""
+
+    plotted = ("loss_d", "loss_g", "D_real", "D_fake", "recon")
+
+    def d_on_real(self, seen, rng):
+        q = int(rng.integers(4))
+        logits, full, part = self.D(seen, reconstruct=q)
+        target_full, target_part = self.D.targets(seen, q)
+        recon = F.l1_loss(full, target_full) + F.l1_loss(part, target_part)
+        return logits, recon, {"recon": recon.item()}
 
 
 def _logsumexp(x, axis=1):
@@ -152,7 +216,7 @@ class BEGANLoss(LossFamily):
 
 
 # the family each model's GAN.loss names (a classifier D with K labelled classes is semi-supervised instead)
-FAMILIES = {"hinge": HingeLoss, "bce": BCELoss, "began": BEGANLoss}
+FAMILIES = {"hinge": HingeLoss, "bce": BCELoss, "began": BEGANLoss, "fastgan": FastGANLoss}
 
 
 def loss_family(gan, config, D, see) -> LossFamily:

@@ -30,6 +30,9 @@ from minigan.train.losses import loss_family
 from minigan.train.state import entries_of
 
 
+ADA_INTERVAL = 4  # steps between adjustments of ADA's p (the paper's N = 4 minibatches)
+
+
 class TrainingDiverged(RuntimeError):
     """Losses stayed non-finite after every allowed rollback."""
 
@@ -75,6 +78,8 @@ class Trainer:
         self.rng = np.random.default_rng([c.seed, 1])  # z, augmentation, noise
         self.fixed_z = self.gan.sample_z(c.n_samples, np.random.default_rng([c.seed, 2]))
         self.step_count = 0
+        self.ada_p = 0.0 if c.ada_target > 0 else 1.0  # DiffAugment's probability (ADA tunes it from 0)
+        self.ada_signs = []  # E[sign D(real)] of the D steps since p was last adjusted
 
     # -- pieces of a step -----------------------------------------------------------
     def _tensor(self, array):
@@ -87,7 +92,7 @@ class Trainer:
         """What D is shown of images x: DiffAugment, then annealed instance noise."""
         c = self.config
         if c.diffaugment:
-            x = diff_augment(x, c.diffaugment, self.rng)
+            x = diff_augment(x, c.diffaugment, self.rng, p=self.ada_p)
         sigma = self.noise_std()
         if sigma > 0:
             x = x + self._tensor(self.rng.standard_normal(x.shape).astype(np.float32) * sigma)
@@ -117,6 +122,8 @@ class Trainer:
             loss_d.backward()
             self.opt_d.step()
             stats.update(extra)
+            if "D_real_sign" in extra:
+                self.ada_signs.append(extra["D_real_sign"])
         self.opt_g.zero_grad()
         with _frozen(self.D):  # D's weight gradients would be computed and thrown away
             loss_g, extra = self.loss.g_loss(real, self.G(self._z(c.batch)))
@@ -125,9 +132,23 @@ class Trainer:
         stats.update(extra)
         self.step_count += 1
         self._update_ema()
+        self._update_ada(stats)
         stats.update(step=self.step_count, loss_d=loss_d.item(), loss_g=loss_g.item())
         stats.update(self.loss.end_step(stats))
         return stats
+
+    def _update_ada(self, stats):
+        """Every ADA_INTERVAL steps: p += sign(r_t - target) * (images shown since) / ada_images, clipped to
+        [0, 1]; r_t = E[sign D(x_real)] over those steps (Karras et al. 2020, sec. 3)."""
+        c = self.config
+        if c.ada_target <= 0:
+            return
+        if self.step_count % ADA_INTERVAL == 0 and self.ada_signs:
+            r_t = float(np.mean(self.ada_signs))
+            shown = len(self.ada_signs) * c.batch
+            self.ada_p = float(min(max(self.ada_p + np.sign(r_t - c.ada_target) * shown / c.ada_images, 0.0), 1.0))
+            self.ada_signs = []
+        stats["ada_p"] = self.ada_p
 
     def _update_ema(self):
         if self.G_ema is None:
@@ -179,6 +200,8 @@ class Trainer:
             "init_rng": random.get_state(),
             "sampler": self.sampler.state_dict(),
         }
+        if self.config.ada_target > 0:
+            meta["ada"] = {"p": self.ada_p, "signs": list(self.ada_signs)}
         return arrays, meta
 
     def expected_entries(self) -> dict:
@@ -208,6 +231,9 @@ class Trainer:
             self.fixed_z = arrays.get("fixed_z", self.fixed_z)
             self.step_count = int(meta["step"])
             self.loss.load_state_dict(meta)
+            if self.config.ada_target > 0:
+                ada = meta.get("ada", {"p": 0.0, "signs": []})
+                self.ada_p, self.ada_signs = float(ada["p"]), [float(v) for v in ada["signs"]]
             self.rng.bit_generator.state = meta["rng"]
             random.set_state(meta["init_rng"])
         except (KeyError, TypeError, ValueError, AttributeError) as exc:

@@ -148,3 +148,25 @@ def test_feature_matching_value():
     real, fake = np.random.default_rng(0).standard_normal((2, 5, 4))
     expected = ((real.mean(0) - fake.mean(0)) ** 2).sum()
     np.testing.assert_allclose(feature_matching_loss(Tensor(real), Tensor(fake)).item(), expected, rtol=1e-12)
+
+
+# ---------------------------------------------------------------------------
+# adaptive augmentation: each transform applied to each sample with probability p
+# ---------------------------------------------------------------------------
+def test_diff_augment_with_probability_picks_each_sample_or_its_transform():
+    x = np.random.default_rng(0).standard_normal((16, 3, 8, 8))
+    assert np.array_equal(A.diff_augment(Tensor(x), "translation", np.random.default_rng(1), p=0.0).numpy(), x)
+    full = A.diff_augment(Tensor(x), "translation", np.random.default_rng(1)).numpy()
+    rng = np.random.default_rng(1)
+    chosen = rng.uniform(size=16) < 0.5
+    shifted = A.translation(Tensor(x), rng).numpy()  # the same draws diff_augment makes after the mask
+    mixed = A.diff_augment(Tensor(x), "translation", np.random.default_rng(1), p=0.5).numpy()
+    assert 0 < chosen.sum() < 16
+    np.testing.assert_array_equal(mixed[chosen], shifted[chosen])
+    np.testing.assert_array_equal(mixed[~chosen], x[~chosen])
+    assert not np.array_equal(full, shifted)  # p = 1 draws no mask: the stream is the one it always was
+
+
+def test_diff_augment_with_probability_gradient(device):
+    x = tensor((4, 3, 6, 6), device, 7)
+    check(lambda x: A.diff_augment(x, "color,translation", np.random.default_rng(3), p=0.5), x)
