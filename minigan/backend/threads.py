@@ -34,8 +34,11 @@ import numpy as np
 import threadpoolctl
 
 #: below this many floating-point operations a product stays on the calling
-#: thread: handing a block to another thread costs ~20-50 us.
-PARALLEL_FLOPS = 8_000_000
+#: thread: handing a block to another thread costs ~20-50 us, and the main
+#: example's products (SAGAN 32x32, width 32, batch 16) ran slower split. Measured
+#: on the idle 2-core machine, 300 of its steps: 8 MFLOP 33 s, 64 MFLOP 25.7 s
+#: (= one thread, 25.2 s); the 64x64 steps of bench_train_step.py unchanged.
+PARALLEL_FLOPS = 64_000_000
 
 
 def _available_cores() -> int:
