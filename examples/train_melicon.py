@@ -10,7 +10,7 @@ to a few modes. Pass --recipe original for the original project's recipe alone.
 
 On a GPU it trains the original full model (64x64, width 64) for 3000 steps. On
 a CPU it trains the same architecture at 32x32, half width, with G's learning
-rate raised to D's (4e-4) for 3000 steps (about 4-5 minutes on an idle 2-core
+rate raised to D's (4e-4) for 3000 steps (about 6 minutes on an idle 2-core
 CPU), so a first run shows icons in minutes; pass --image-size 64 --width 64
 --lr-g 1e-4 for the original full recipe. On the CPU the augmentation is
 adaptive (ADA): DiffAugment's translation and cutout, each applied with a
