@@ -20,7 +20,7 @@ from minigan.imageio import to_uint8
 from minigan.models import build
 from minigan.tensor import Tensor, no_grad
 from minigan.train.config import resolve
-from minigan.train.state import OutOfMemory, entries_of, memory_for, read_checkpoint
+from minigan.train.state import OutOfMemory, building, entries_of, memory_for, read_checkpoint
 
 BATCH = 64  # images per forward pass when sampling
 
@@ -58,8 +58,7 @@ class Generator:
         device = backend.resolve(device)
 
         def build_g(config, meta):
-            with memory_for(f"building the {config.model} that '{source}' describes (width {config.width}, "
-                            f"z size {config.z_dim}, {config.image_size}x{config.image_size})", checkpoint=source):
+            with memory_for(building(config, source, batch=False), checkpoint=source):
                 gan = build(config.model, image_size=config.image_size, z_dim=config.z_dim, width=config.width,
                             discriminator=False)
             weights = gan.G.state_dict()

@@ -38,7 +38,7 @@ from minigan import backend, checkpoint
 from minigan.train import outputs
 from minigan.train.config import ConfigError, TrainConfig, resolve
 from minigan.train.generator import Generator
-from minigan.train.state import OutOfMemory, memory_for, read_checkpoint
+from minigan.train.state import OutOfMemory, building, memory_for, read_checkpoint
 from minigan.train.trainer import Trainer, TrainingDiverged
 
 LOCK_NAME = ".lock"
@@ -203,9 +203,7 @@ class Run:
                            "choose another --out, or delete that folder to start again.")
 
     def _fresh(self, config: TrainConfig) -> Trainer:
-        what = (f"building the {config.model} (width {config.width}, z size {config.z_dim}, "
-                f"{config.image_size}x{config.image_size}, batch {config.batch})")
-        with memory_for(what, fix="use a smaller --batch, --width or --image-size"):
+        with memory_for(building(config), fix="use a smaller --batch, --width or --image-size"):
             return Trainer(config)
 
     def _resume(self, options: TrainConfig) -> Trainer:
@@ -219,9 +217,7 @@ class Run:
             if self.options.data is not None:  # the folder may have moved; the sampler checks it is the same set
                 changes["data"] = self.options.data
             config = resolve(dataclasses.replace(saved, out=options.out, **changes), options.device)
-            what = (f"building the {config.model} that '{path}' describes (width {config.width}, z size "
-                    f"{config.z_dim}, {config.image_size}x{config.image_size}, batch {config.batch})")
-            with memory_for(what, checkpoint=path):
+            with memory_for(building(config, path), checkpoint=path):
                 trainer = Trainer(config)
             return trainer, trainer.expected_entries()
 

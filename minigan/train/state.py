@@ -21,6 +21,13 @@ class OutOfMemory(MemoryError):
     """Memory ran out; the message says what asked for it and what to change."""
 
 
+def building(config: TrainConfig, source: str | None = None, batch: bool = True) -> str:
+    """What a model build asks memory for, for :func:`memory_for`: 'building the sagan (width 32, ...)'."""
+    origin = f" that '{source}' describes" if source is not None else ""
+    sizes = f"width {config.width}, z size {config.z_dim}, {config.image_size}x{config.image_size}"
+    return f"building the {config.model}{origin} ({sizes}{f', batch {config.batch}' if batch else ''})"
+
+
 @contextlib.contextmanager
 def memory_for(what: str, checkpoint: str | None = None, fix: str = ""):
     """Turn a MemoryError (NumPy's, or CuPy's OutOfMemoryError) inside the block into one OutOfMemory
