@@ -7,10 +7,15 @@ in the layouts of the .cu files' headers (the im2col index map is drawn in
 kernels/README.md). The sections below follow the files of ``kernels/``, one
 section per file.
 
-All kernels are ``cache=True`` so their machine code is reused across runs,
-and each is compiled twice from one Python body (:func:`_kernel`): a
-parallel variant for large work and a serial one below ``SERIAL_BELOW``
-elements, where waking numba's threads costs more than the work.
+All kernels are ``cache=True`` so their machine code is reused across runs.
+They run on the calling thread (``prange`` is ``range`` here): the cores go to
+the matrix products, which run on several BLAS threads
+(:mod:`minigan.backend.threads`), and BLAS's workers spin for a while after
+each product, so a parallel kernel right after one waits for a core that is
+not free (measured on 2 cores, SAGAN batch 5: 436 ms a step with numba's
+parallel kernels, 314 ms without). A kernel written for one thread also
+releases the GIL (``nogil``), so :func:`minigan.backend.threads.parallel`
+can still run several side by side.
 
 Where a loop needs exp, expm1 or tanh, NumPy's ufunc does that pass: NumPy
 ships SIMD versions of them, while numba (without Intel's SVML) calls the
@@ -20,62 +25,25 @@ do the passes LLVM can vectorise (selects, sums, divisions).
 from __future__ import annotations
 
 import math
-import os
-import types
 
 import numba
 import numpy as np
 from numba import prange
-
-# numba's OpenMP threads spin after each parallel kernel and starve the BLAS
-# threads of the matrix products that follow (measured: a 0.8 ms GEMM took
-# 13 ms right after a numba kernel on 2 cores). The workqueue layer sleeps.
-if "NUMBA_THREADING_LAYER" not in os.environ:
-    numba.config.THREADING_LAYER = "workqueue"
 
 # error_model="numpy": a float division by zero gives inf/nan as in NumPy. The
 # default ("python") raises ZeroDivisionError, and the test it puts in front of
 # every division keeps LLVM from vectorising any loop that divides (measured:
 # 5x slower sigmoid).
 # nogil: the kernels release the GIL, so minigan's own threads
-# (minigan.backend.threads) can run serial kernels side by side.
+# (minigan.backend.threads) can run them side by side.
 _jit = dict(cache=True, fastmath=False, error_model="numpy", nogil=True)
-
-#: below this many elements of work a kernel runs its serial variant: a
-#: parallel launch (waking the pool, splitting the range, joining) costs
-#: ~30 us even on one thread, more than the whole of a small kernel.
-SERIAL_BELOW = 32_768
-
-
-class _Kernel:
-    """One kernel body compiled twice; ``kernel(work, *args)`` runs the variant that fits.
-
-    ``work`` is the number of elements the call touches: the parallel variant
-    runs when there is enough of it and numba has more than one thread.
-    """
-
-    def __init__(self, parallel, serial):
-        self.parallel, self.serial = parallel, serial
-
-    def __call__(self, work, *args):
-        if work >= SERIAL_BELOW and numba.get_num_threads() > 1:
-            return self.parallel(*args)
-        return self.serial(*args)
 
 
 def _kernel(body=None, **options):
-    """Compile ``body`` as a parallel and a serial numba function (``prange`` is
-    ``range`` in the latter). Usable as ``@_kernel`` or ``@_kernel(fastmath=...)``.
-    """
+    """``numba.njit`` with the flags above (plus ``options``): usable as ``@_kernel`` or ``@_kernel(fastmath=...)``."""
     if body is None:
         return lambda b: _kernel(b, **options)
-    flags = dict(_jit, **options)
-    # A copy under another name: numba's on-disk cache keys a function by its
-    # name, not by ``parallel``, so the two variants would overwrite each other.
-    serial_body = types.FunctionType(body.__code__, body.__globals__, body.__name__ + "_serial",
-                                     body.__defaults__, body.__closure__)
-    serial_body.__qualname__ = body.__qualname__ + "_serial"
-    return _Kernel(numba.njit(parallel=True, **flags)(body), numba.njit(**flags)(serial_body))
+    return numba.njit(**dict(_jit, **options))(body)
 
 
 def _contiguous(*arrays):
@@ -113,7 +81,7 @@ def im2col(x, kh, kw, sh, sw, ph, pw, oh, ow):
     (x,) = _contiguous(x)
     n, c = x.shape[:2]
     cols = np.empty((c * kh * kw, n * oh * ow), dtype=x.dtype)
-    _im2col(cols.size, x, cols, kh, kw, sh, sw, ph, pw, oh, ow)
+    _im2col(x, cols, kh, kw, sh, sw, ph, pw, oh, ow)
     return cols
 
 
@@ -206,7 +174,7 @@ def col2im(cols, n, c, h, w, kh, kw, sh, sw, ph, pw, oh, ow):
     """
     (cols,) = _contiguous(cols)
     x = np.empty((n, c, h, w), dtype=cols.dtype)
-    _col2im(cols.size, cols, x, kh, kw, sh, sw, ph, pw, oh, ow)
+    _col2im(cols, x, kh, kw, sh, sw, ph, pw, oh, ow)
     return x
 
 
@@ -254,7 +222,7 @@ def batchnorm_forward(x, gamma, beta, eps):
     y = np.empty_like(x)
     mean = np.empty(ch, dtype=x.dtype)
     invstd = np.empty(ch, dtype=x.dtype)
-    _batchnorm_forward(x.size, _per_channel(x), gamma, beta, eps, _per_channel(y), mean, invstd)
+    _batchnorm_forward(_per_channel(x), gamma, beta, eps, _per_channel(y), mean, invstd)
     return y, mean, invstd
 
 
@@ -298,7 +266,7 @@ def batchnorm_backward(x, gy, gamma, mean, invstd):
     gx = np.empty_like(x)
     ggamma = np.empty(ch, dtype=x.dtype)
     gbeta = np.empty(ch, dtype=x.dtype)
-    _batchnorm_backward(x.size, _per_channel(x), _per_channel(gy), gamma, mean, invstd, _per_channel(gx),
+    _batchnorm_backward(_per_channel(x), _per_channel(gy), gamma, mean, invstd, _per_channel(gx),
                         ggamma, gbeta, np.empty((ch, 4), dtype=x.dtype))
     return gx, ggamma, gbeta
 
@@ -313,10 +281,10 @@ def batchnorm_backward(x, gy, gamma, mean, invstd):
 def _softmax_normalize(y):
     rows, cols = y.shape
     for r in prange(rows):
-        s = 0.0
+        s = y.dtype.type(0)  # in the row's dtype, as softmax.cu: a float64 sum of float32 runs 3x slower
         for k in range(cols):
             s += y[r, k]
-        inv = 1.0 / s
+        inv = y.dtype.type(1) / s
         for k in range(cols):
             y[r, k] *= inv
 
@@ -330,7 +298,7 @@ def softmax_forward(x):
     (x,) = _contiguous(x)
     y = np.subtract(x, x.max(axis=1, keepdims=True))
     np.exp(y, out=y)
-    _softmax_normalize(y.size, y)
+    _softmax_normalize(y)
     return y
 
 
@@ -338,7 +306,7 @@ def softmax_forward(x):
 def _softmax_backward(y, gy, gx):
     rows, cols = y.shape
     for r in prange(rows):
-        dot = 0.0
+        dot = y.dtype.type(0)
         for k in range(cols):
             dot += y[r, k] * gy[r, k]
         for k in range(cols):
@@ -349,7 +317,7 @@ def softmax_backward(y, gy):
     """gx = y * (gy - sum(y * gy)) row by row."""
     y, gy = _contiguous(y, gy)
     gx = np.empty_like(y)
-    _softmax_backward(y.size, y, gy, gx)
+    _softmax_backward(y, gy, gx)
     return gx
 
 
@@ -398,11 +366,11 @@ def activation_forward(x, kind, alpha):
         np.tanh(x, out=y)
     elif kind == SIGMOID:
         np.exp(np.negative(np.abs(x, out=y), out=y), out=y)
-        _sigmoid_from_exp(x.size, flat_x, flat_y, x.dtype.type(1))
+        _sigmoid_from_exp(flat_x, flat_y, x.dtype.type(1))
     else:
         if kind == ELU:  # expm1 of min(x, 0): the positive side is x itself, and its exp could overflow
             np.expm1(np.minimum(x, 0, out=y), out=y)
-        _activation_forward(x.size, flat_x, flat_y, kind, x.dtype.type(alpha))
+        _activation_forward(flat_x, flat_y, kind, x.dtype.type(alpha))
     return y
 
 
@@ -425,7 +393,7 @@ def activation_backward(x, y, gy, kind, alpha):
     """gx from the input x, the output y and the output gradient gy."""
     x, y, gy = _contiguous(x, y, gy)
     gx = np.empty_like(x)
-    _activation_backward(x.size, x.reshape(-1), y.reshape(-1), gy.reshape(-1), gx.reshape(-1),
+    _activation_backward(x.reshape(-1), y.reshape(-1), gy.reshape(-1), gx.reshape(-1),
                          kind, x.dtype.type(alpha))
     return gx
 
@@ -451,7 +419,7 @@ def upsample_nearest_forward(x, scale):
     (x,) = _contiguous(x)
     n, c, h, w = x.shape
     y = np.empty((n, c, h * scale, w * scale), dtype=x.dtype)
-    _upsample_nearest_forward(y.size, _planes(x), _planes(y), scale)
+    _upsample_nearest_forward(_planes(x), _planes(y), scale)
     return y
 
 
@@ -472,7 +440,7 @@ def upsample_nearest_backward(gy, scale):
     (gy,) = _contiguous(gy)
     n, c, h, w = gy.shape
     gx = np.empty((n, c, h // scale, w // scale), dtype=gy.dtype)
-    _upsample_nearest_backward(gy.size, _planes(gy), _planes(gx), scale)
+    _upsample_nearest_backward(_planes(gy), _planes(gx), scale)
     return gx
 
 
@@ -499,7 +467,7 @@ def adam_step(param, grad, m, v, lr, beta1, beta2, eps, weight_decay, step):
     t = param.dtype.type
     bias1 = 1.0 - beta1 ** step
     bias2 = 1.0 - beta2 ** step
-    _adam_step(param.size, param.reshape(-1), np.ascontiguousarray(grad).reshape(-1), m.reshape(-1),
+    _adam_step(param.reshape(-1), np.ascontiguousarray(grad).reshape(-1), m.reshape(-1),
                v.reshape(-1), t(lr), t(beta1), t(beta2), t(eps), t(weight_decay), t(bias1),
                t(bias2))
 

@@ -1,29 +1,33 @@
-"""One thread design for the CPU: minigan's threads share the cores with nobody.
+"""One thread design for the CPU: the cores go to the matrix products, one pool at a time.
 
-Measured on a 2-core machine: after each multi-threaded matrix product,
-OpenBLAS's worker threads keep spinning (``sched_yield`` in a loop, 30-45 ms
-of CPU time per product) before they sleep. Those spinning threads take the
-cores that numba's kernels, the next product and any other framework in the
-process need, and a multi-threaded GEMM waits at its barrier for a worker
-the scheduler has parked. The SAGAN step with both pools at 2 threads ran
-2-10x slower than with BLAS at 1 thread.
+``width()`` threads (numba's thread count, clamped to the cores this process
+may run on) and one rule: never two pools working, or spinning, at once.
 
-So there is one set of threads, ``width()`` of them (numba's thread count,
-clamped to the cores this process may run on):
+* A product of at least ``PARALLEL_FLOPS`` runs on ``width()`` threads of
+  NumPy's BLAS (:func:`matmul`), for the length of that call only; below it, and
+  everywhere else, BLAS runs one thread. OpenBLAS partitions a GEMM better than
+  blocks handed to threads from Python (2 cores, a 336 MFLOP product: 1.42 ms
+  on 2 BLAS threads, 1.68 ms as two halves on two Python threads, 2.73 ms on one).
+* The numba kernels run on the calling thread. After a multi-threaded
+  product OpenBLAS's workers keep spinning (``sched_yield`` in a loop) before
+  they sleep, so a parallel kernel or a second pool started then waits for a
+  core that is not free. Measured on 2 cores, SAGAN batch 5: 314 ms a step this
+  way, 436 ms with numba's parallel kernels as well, 681 ms with both at 2
+  threads all the time; the earlier design (products split by minigan's pool,
+  BLAS at one thread) 402 ms.
+* :func:`parallel` runs independent items (the blocks of the CPU's blocked
+  stride-1 convolution) on minigan's own threads, each product inside at one
+  BLAS thread; the threads sleep on a queue between calls.
 
-* NumPy's BLAS runs single-threaded (set once, when this module is imported);
-* a large product is split into blocks of columns (or rows), each one
-  single-threaded GEMM, that the threads of :func:`parallel` take in turn; threads
-  that have no work sleep on a queue, they never spin;
-* numba's parallel kernels use the same count and run only above a size
-  (``cpu.SERIAL_BELOW``); numba's workqueue threads sleep between kernels.
-
-Nothing runs two pools at once: the caller blocks while the pool works.
+The thread count of a product depends on its shapes alone, never on timing:
+OpenBLAS on 1 and 2 threads can differ in the last bit (long reductions), so a
+run repeats itself bit for bit on the same machine and thread count.
 ``NUMBA_NUM_THREADS`` (or ``numba.set_num_threads``) is the one knob.
 """
 from __future__ import annotations
 
 import itertools
+import math
 import os
 import queue
 import threading
@@ -33,12 +37,11 @@ import numba
 import numpy as np
 import threadpoolctl
 
-#: below this many floating-point operations a product stays on the calling
-#: thread: handing a block to another thread costs ~20-50 us, and the main
-#: example's products (SAGAN 32x32, width 32, batch 16) ran slower split. Measured
-#: on the idle 2-core machine, 300 of its steps: 8 MFLOP 33 s, 64 MFLOP 25.7 s
-#: (= one thread, 25.2 s); the 64x64 steps of bench_train_step.py unchanged.
-PARALLEL_FLOPS = 64_000_000
+#: below this many floating-point operations a product runs on one BLAS
+#: thread: waking the second costs more than it saves. Measured on the idle
+#: 2-core machine (OpenBLAS 0.3.31, float32): 4 MFLOP products 0.87-0.94x as
+#: fast on 2 threads, 8 MFLOP 1.25x, 17-33 MFLOP 1.4-1.8x, 168 MFLOP 1.9x.
+PARALLEL_FLOPS = 8_000_000
 
 
 def _available_cores() -> int:
@@ -52,9 +55,13 @@ def _available_cores() -> int:
 if numba.get_num_threads() > _available_cores():
     numba.set_num_threads(_available_cores())
 # NumPy's own BLAS only: another framework's (PyTorch's MKL) keeps its threads.
-for _blas in threadpoolctl.ThreadpoolController().select(user_api="blas").lib_controllers:
-    if "numpy" in _blas.filepath:
-        _blas.set_num_threads(1)
+_NUMPY_BLAS = [lib for lib in threadpoolctl.ThreadpoolController().select(user_api="blas").lib_controllers
+               if "numpy" in lib.filepath]
+for _blas in _NUMPY_BLAS:
+    _blas.set_num_threads(1)
+
+
+_local = threading.local()  # per thread: its scratch buffer; whether it is running a parallel() item
 
 
 def width() -> int:
@@ -122,20 +129,28 @@ def parallel(fn, items):
     threads = min(width(), len(items))
     if threads <= 1 or threading.current_thread() in _pool.workers or _Health.skip > 0:
         _Health.skip = max(0, _Health.skip - (threads > 1))
-        return [fn(item) for item in items]
+        was, _local.in_parallel = getattr(_local, "in_parallel", False), True  # the same products as in the pool
+        try:
+            return [fn(item) for item in items]
+        finally:
+            _local.in_parallel = was
     _pool.grow(threads - 1)
     results = [None] * len(items)
     failures = []
     next_index = itertools.count()  # next() on it is atomic under the GIL
 
     def drain():
-        for i in iter(next_index.__next__, None):
-            if i >= len(items) or failures:
-                return
-            try:
-                results[i] = fn(items[i])
-            except BaseException as exc:  # re-raised by the caller
-                failures.append(exc)
+        _local.in_parallel = True  # products inside an item run on this thread alone
+        try:
+            for i in iter(next_index.__next__, None):
+                if i >= len(items) or failures:
+                    return
+                try:
+                    results[i] = fn(items[i])
+                except BaseException as exc:  # re-raised by the caller
+                    failures.append(exc)
+        finally:
+            _local.in_parallel = False
 
     done = threading.Semaphore(0)
     for _ in range(threads - 1):
@@ -152,52 +167,33 @@ def parallel(fn, items):
     return results
 
 
-def _blocks(size, count):
-    step = -(-size // count)
-    return [(lo, min(size, lo + step)) for lo in range(0, size, step)]
+def _set_blas_threads(count):
+    for lib in _NUMPY_BLAS:
+        lib.set_num_threads(count)
 
 
 def matmul(a, b):
-    """``a @ b``, split over the threads when it is large enough to pay (NumPy arrays; others pass through).
+    """``a @ b``; a product large enough to pay runs on ``width()`` BLAS threads (NumPy arrays; others pass through).
 
-    2-D products are cut into blocks of columns (or of rows, when there are
-    more rows), batched ones (same batch shape on both sides) into blocks of
-    the batch. Each block is one single-threaded BLAS call.
+    Only for the length of the call: BLAS is back at one thread when it returns, so
+    the spinning of its workers never meets minigan's pool or another caller's threads.
+    The thread count depends on the shapes alone, never on timing: OpenBLAS on 1 and 2
+    threads can differ in the last bit (long reductions), so a run must always make
+    the same choice to repeat itself bit for bit.
     """
     if not (isinstance(a, np.ndarray) and isinstance(b, np.ndarray)) or a.ndim < 2 or b.ndim < 2:
         return a @ b
     (m, k), n = a.shape[-2:], b.shape[-1]
-    batch = a.shape[:-2]
     threads = width()
-    if threads <= 1 or 2 * m * n * k * int(np.prod(batch)) < PARALLEL_FLOPS or b.shape[:-2] != batch:
+    batch = max(math.prod(a.shape[:-2]), math.prod(b.shape[:-2]))
+    if threads <= 1 or getattr(_local, "in_parallel", False) or 2 * m * n * k * batch < PARALLEL_FLOPS:
         return a @ b
-    out = np.empty((*batch, m, n), dtype=np.result_type(a, b))
-    # more blocks than threads (each still worth a hand-over), taken dynamically by parallel():
-    # a thread the scheduler parks (other processes on the cores) holds up one block, not half the product
-    blocks = max(threads, min(4 * threads, 2 * m * n * k * int(np.prod(batch)) // max(PARALLEL_FLOPS, 1)))
-    if batch:
-        a3, b3, o3 = a.reshape(-1, m, k), b.reshape(-1, k, n), out.reshape(-1, m, n)
-        if len(a3) < threads:
-            return a @ b
-        parts = [(slice(lo, hi),) * 3 for lo, hi in _blocks(len(a3), blocks)]
-    elif max(m, n) < 2 * threads:
+    _set_blas_threads(threads)
+    try:
         return a @ b
-    elif n >= m:  # out[:, j0:j1] = a @ b[:, j0:j1]
-        a3, b3, o3 = a, b, out
-        parts = [(slice(None), (slice(None), slice(lo, hi)), (slice(None), slice(lo, hi)))
-                 for lo, hi in _blocks(n, blocks)]
-    else:  # out[i0:i1] = a[i0:i1] @ b
-        a3, b3, o3 = a, b, out
-        parts = [(slice(lo, hi), slice(None), slice(lo, hi)) for lo, hi in _blocks(m, blocks)]
+    finally:
+        _set_blas_threads(1)
 
-    def block(part):
-        np.matmul(a3[part[0]], b3[part[1]], out=o3[part[2]])
-
-    parallel(block, parts)
-    return out
-
-
-_local = threading.local()
 
 
 def scratch(shape, dtype):

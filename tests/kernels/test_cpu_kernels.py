@@ -41,17 +41,6 @@ ADAM_SETTINGS = [dict(lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.
                  dict(lr=2e-4, beta1=0.5, beta2=0.999, eps=1e-6, weight_decay=0.01)]  # DCGAN + L2
 
 
-@pytest.fixture(autouse=True, params=["serial", "parallel"])
-def kernel_variant(request, monkeypatch):
-    """Run every test here on both variants each kernel is compiled to (cpu._kernel):
-    the serial one that small work takes, and the parallel one, forced even for
-    these small shapes and on a one-thread numba."""
-    if request.param == "parallel":
-        monkeypatch.setattr(cpu, "SERIAL_BELOW", 0)
-        monkeypatch.setattr(cpu.numba, "get_num_threads", lambda: 2)
-    return request.param
-
-
 def geometry_id(g):
     (n, c, h, w), (kh, kw), (sh, sw), (ph, pw) = g
     return f"{n}x{c}x{h}x{w}-k{kh}x{kw}-s{sh}x{sw}-p{ph}x{pw}"
@@ -260,11 +249,14 @@ def test_adam_step_multi_rejects_lists_of_different_lengths(rng):
         cpu.adam_step_multi(params, grads[:-1], ms, vs, 1e-3, 0.9, 0.999, 1e-8, 0.0, 1)
 
 
-def test_each_kernel_is_compiled_twice_under_two_cache_names():
-    """numba's disk cache keys a function by its qualified name, not by ``parallel``:
-    the serial variant must carry a name of its own or it would load the parallel code."""
-    kernels = [k for k in vars(cpu).values() if isinstance(k, cpu._Kernel)]
+def test_every_kernel_runs_on_its_calling_thread_without_the_gil():
+    """The design of minigan.backend.threads: no numba thread pool beside BLAS's (a parallel kernel would
+    wait for the core a spinning BLAS worker holds), and nogil so that threads.parallel can run them."""
+    import numba.core.registry
+
+    kernels = [k for k in vars(cpu).values() if isinstance(k, numba.core.registry.CPUDispatcher)]
     assert len(kernels) >= 10
     for kernel in kernels:
-        assert kernel.parallel.targetoptions.get("parallel") and not kernel.serial.targetoptions.get("parallel")
-        assert kernel.serial.py_func.__qualname__ == kernel.parallel.py_func.__qualname__ + "_serial"
+        assert not kernel.targetoptions.get("parallel"), kernel.py_func.__name__
+        assert kernel.targetoptions.get("nogil"), kernel.py_func.__name__
+        assert type(kernel._cache).__name__ != "NullCache", kernel.py_func.__name__  # cache=True

@@ -1,4 +1,4 @@
-"""minigan.backend.threads: one set of threads for the CPU (BLAS single-threaded, products split by minigan)."""
+"""minigan.backend.threads: one pool at a time (large products on BLAS threads, the rest on one thread)."""
 import threading
 
 import numpy as np
@@ -10,16 +10,29 @@ from minigan.backend import threads
 
 @pytest.fixture
 def two_threads(monkeypatch):
-    """Two threads and no size threshold, so even small products are split."""
+    """Two threads and no size threshold, so even small products go to two BLAS threads."""
     monkeypatch.setattr(threads.numba, "get_num_threads", lambda: 2)
     monkeypatch.setattr(threads, "PARALLEL_FLOPS", 0)
     monkeypatch.setattr(threads._Health, "skip", 0)  # tiny test work always "waits" for the pool: no back-off
     monkeypatch.setattr(threads, "LATE_SHARE", float("inf"))
 
 
+@pytest.fixture
+def blas_calls(monkeypatch):
+    """The BLAS thread counts threads.matmul sets, in order (and still sets them)."""
+    calls = []
+    real = threads._set_blas_threads
+    monkeypatch.setattr(threads, "_set_blas_threads", lambda count: calls.append(count) or real(count))
+    return calls
+
+
+def numpy_blas_threads():
+    return [lib["num_threads"] for lib in threadpoolctl.threadpool_info()
+            if lib["user_api"] == "blas" and "numpy" in lib["filepath"]]
+
+
 def test_numpys_blas_runs_single_threaded_after_import():
-    blas = [lib for lib in threadpoolctl.threadpool_info() if lib["user_api"] == "blas" and "numpy" in lib["filepath"]]
-    assert blas and all(lib["num_threads"] == 1 for lib in blas)
+    assert numpy_blas_threads() and set(numpy_blas_threads()) == {1}
 
 
 def test_width_never_exceeds_the_cores_this_process_may_use():
@@ -37,7 +50,8 @@ SHAPES = [((7, 5), (5, 9)),            # more columns: blocks of columns
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("shape_a,shape_b", SHAPES)
-def test_split_matmul_equals_numpy(two_threads, shape_a, shape_b, dtype):
+def test_threaded_matmul_equals_numpy_and_leaves_blas_at_one_thread(two_threads, blas_calls, shape_a, shape_b,
+                                                                     dtype):
     rng = np.random.default_rng(0)
     a, b = rng.standard_normal(shape_a).astype(dtype), rng.standard_normal(shape_b).astype(dtype)
     a_t = np.ascontiguousarray(a.swapaxes(-1, -2)).swapaxes(-1, -2)  # a transposed view, as conv passes w.T
@@ -45,6 +59,36 @@ def test_split_matmul_equals_numpy(two_threads, shape_a, shape_b, dtype):
         got = threads.matmul(left, b)
         assert got.dtype == (left @ b).dtype
         np.testing.assert_allclose(got, left @ b, rtol=1e-6 if dtype == np.float32 else 1e-13)
+    assert blas_calls == [2, 1, 2, 1]  # two threads for each product, one again after it
+    assert set(numpy_blas_threads()) == {1}
+
+
+def test_the_blas_thread_count_follows_the_shapes_alone(monkeypatch, blas_calls):
+    """Small products, one-thread runs and products inside parallel() items never touch BLAS's threads."""
+    monkeypatch.setattr(threads.numba, "get_num_threads", lambda: 2)
+    monkeypatch.setattr(threads._Health, "skip", 0)
+    monkeypatch.setattr(threads, "LATE_SHARE", float("inf"))
+    small = np.ones((8, 8), np.float32)  # 1 kFLOP
+    side = int(round((threads.PARALLEL_FLOPS / 2) ** (1 / 3))) + 1
+    large = np.ones((side, side), np.float32)  # just over PARALLEL_FLOPS
+    threads.matmul(small, small)
+    assert blas_calls == []
+    threads.matmul(large, large)
+    assert blas_calls == [2, 1]
+    threads.parallel(lambda _: threads.matmul(large, large), range(4))
+    assert blas_calls == [2, 1]
+    threads._Health.skip = 3  # the pool backed off: the items run on the caller, their products as in the pool
+    threads.parallel(lambda _: threads.matmul(large, large), range(4))
+    assert blas_calls == [2, 1]
+    monkeypatch.setattr(threads.numba, "get_num_threads", lambda: 1)
+    threads.matmul(large, large)
+    assert blas_calls == [2, 1]
+
+
+def test_blas_is_back_at_one_thread_when_a_product_fails(two_threads):
+    with pytest.raises(ValueError):
+        threads.matmul(np.ones((3, 4)), np.ones((5, 6)))
+    assert set(numpy_blas_threads()) == {1}
 
 
 def test_parallel_keeps_order_uses_the_pool_and_reraises(two_threads):
