@@ -77,8 +77,11 @@ def parse_args(parser, script: str):
 
 
 def describe_threads(counts: dict) -> str:
-    return (f"minigan {counts['minigan']} threads (numba {counts['minigan_numba']}, NumPy BLAS "
-            f"{counts['minigan_blas_per_call']} per product), torch {counts['torch']} threads "
+    from minigan.backend import threads
+
+    return (f"minigan {counts['minigan']} threads (products of {threads.PARALLEL_FLOPS / 1e6:g} MFLOP and up on "
+            f"{counts['minigan']} BLAS threads, the rest on 1; NumPy BLAS at {counts['minigan_blas_per_call']} "
+            f"between products), torch {counts['torch']} threads "
             f"(interop {counts['torch_interop']})")
 
 

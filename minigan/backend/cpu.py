@@ -8,14 +8,14 @@ kernels/README.md). The sections below follow the files of ``kernels/``, one
 section per file.
 
 All kernels are ``cache=True`` so their machine code is reused across runs.
-They run on the calling thread (``prange`` is ``range`` here): the cores go to
-the matrix products, which run on several BLAS threads
+None starts a thread pool of its own (numba's ``parallel`` is not used): the
+cores go to the matrix products, which run on several BLAS threads
 (:mod:`minigan.backend.threads`), and BLAS's workers spin for a while after
-each product, so a parallel kernel right after one waits for a core that is
-not free (measured on 2 cores, SAGAN batch 5: 436 ms a step with numba's
-parallel kernels, 314 ms without). A kernel written for one thread also
-releases the GIL (``nogil``), so :func:`minigan.backend.threads.parallel`
-can still run several side by side.
+each product, so numba's pool started then waits for a core that is not free
+(measured on 2 cores, SAGAN batch 5: 436 ms a step with numba's parallel
+kernels, 314 ms without). Instead the kernels are ``nogil`` and take a range
+of their outer loop, and the large calls are cut into ranges that
+:func:`minigan.backend.threads.parallel` runs side by side (``SPLIT_WORK``).
 
 Where a loop needs exp, expm1 or tanh, NumPy's ufunc does that pass: NumPy
 ships SIMD versions of them, while numba (without Intel's SVML) calls the
@@ -28,7 +28,8 @@ import math
 
 import numba
 import numpy as np
-from numba import prange
+
+from minigan.backend import threads
 
 # error_model="numpy": a float division by zero gives inf/nan as in NumPy. The
 # default ("python") raises ZeroDivisionError, and the test it puts in front of
@@ -50,13 +51,31 @@ def _contiguous(*arrays):
     return [np.ascontiguousarray(a) for a in arrays]
 
 
+#: a kernel touching at least this many elements is cut into ``threads.width()``
+#: ranges of its outer loop, run side by side by minigan's threads (the kernels
+#: are ``nogil``); below it, handing a range over (~20-50 us) costs more than it saves.
+SPLIT_WORK = 1 << 18
+
+
+def _over_ranges(total, work, run):
+    """``run(lo, hi)`` over [0, total), in ``threads.width()`` contiguous ranges on minigan's threads when
+    ``work`` (elements touched) is large enough. The iterations of a range are those of the whole loop, so
+    the results are the same bits whatever the thread count."""
+    parts = min(threads.width(), total) if work >= SPLIT_WORK else 1
+    if parts <= 1:
+        run(0, total)
+        return
+    step = -(-total // parts)
+    threads.parallel(lambda lo: run(lo, min(total, lo + step)), range(0, total, step))
+
+
 # ---------------------------------------------------------------------------
 # im2col.cu
 # ---------------------------------------------------------------------------
 @_kernel
-def _im2col(x, cols, kh, kw, sh, sw, ph, pw, oh, ow):
+def _im2col(x, cols, kh, kw, sh, sw, ph, pw, oh, ow, lo, hi):
     n_img, c_in, h, w = x.shape
-    for cij in prange(c_in * kh * kw):  # one row of cols per iteration: no two write the same memory
+    for cij in range(lo, hi):  # one row of cols per iteration: no two write the same memory
         c = cij // (kh * kw)
         i = (cij // kw) % kh
         j = cij % kw
@@ -81,7 +100,7 @@ def im2col(x, kh, kw, sh, sw, ph, pw, oh, ow):
     (x,) = _contiguous(x)
     n, c = x.shape[:2]
     cols = np.empty((c * kh * kw, n * oh * ow), dtype=x.dtype)
-    _im2col(x, cols, kh, kw, sh, sw, ph, pw, oh, ow)
+    _over_ranges(len(cols), cols.size, lambda lo, hi: _im2col(x, cols, kh, kw, sh, sw, ph, pw, oh, ow, lo, hi))
     return cols
 
 
@@ -128,9 +147,9 @@ def im2col_rows(x, buf, n0, r0, kh, kw, ph, pw):
 # col2im.cu
 # ---------------------------------------------------------------------------
 @_kernel
-def _col2im(cols, x, kh, kw, sh, sw, ph, pw, oh, ow):
+def _col2im(cols, x, kh, kw, sh, sw, ph, pw, oh, ow, lo, hi):
     n_img, c_in, h, w = x.shape
-    for nc in prange(n_img * c_in):  # one image plane per iteration: no two write the same pixel
+    for nc in range(lo, hi):  # one image plane per iteration: no two write the same pixel
         n = nc // c_in
         c = nc % c_in
         plane = x[n, c]  # (H, W): a few KiB, stays in L1/L2 while every tap adds into it
@@ -163,8 +182,8 @@ def _col2im(cols, x, kh, kw, sh, sw, ph, pw, oh, ow):
 def col2im(cols, n, c, h, w, kh, kw, sh, sw, ph, pw, oh, ow):
     """columns (C*KH*KW, N*OH*OW) -> image (N, C, H, W), summing overlaps.
 
-    A scatter by planes, where col2im.cu gathers by pixels: one (parallel)
-    iteration per image plane (n, c) zeroes the plane, then adds each kernel
+    A scatter by planes, where col2im.cu gathers by pixels: one iteration
+    per image plane (ranges of planes go to minigan's threads) (n, c) zeroes the plane, then adds each kernel
     tap's row of ``cols`` into it, output row by output row, over ranges
     clipped beforehand (the inner loop tests nothing). No two iterations
     write the same pixel (no atomics), every pixel sums its entries in the
@@ -174,7 +193,7 @@ def col2im(cols, n, c, h, w, kh, kw, sh, sw, ph, pw, oh, ow):
     """
     (cols,) = _contiguous(cols)
     x = np.empty((n, c, h, w), dtype=cols.dtype)
-    _col2im(cols, x, kh, kw, sh, sw, ph, pw, oh, ow)
+    _over_ranges(n * c, cols.size, lambda lo, hi: _col2im(cols, x, kh, kw, sh, sw, ph, pw, oh, ow, lo, hi))
     return x
 
 
@@ -185,7 +204,7 @@ def col2im(cols, n, c, h, w, kh, kw, sh, sw, ph, pw, oh, ow):
 def _batchnorm_forward(x, gamma, beta, eps, y, mean, invstd):
     n_img, ch, hw = x.shape
     count = n_img * hw
-    for c in prange(ch):
+    for c in range(ch):
         s = 0.0  # accumulators in float64 for both dtypes, as in batchnorm.cu
         for n in range(n_img):
             for k in range(hw):
@@ -233,7 +252,7 @@ def batchnorm_forward(x, gamma, beta, eps):
 def _batchnorm_backward(x, gy, gamma, mean, invstd, gx, ggamma, gbeta, coef):
     n_img, ch, hw = x.shape
     count = n_img * hw
-    for c in prange(ch):
+    for c in range(ch):
         mu, inv = np.float64(mean[c]), np.float64(invstd[c])  # in double, as batchnorm.cu's sums
         sum_g = 0.0
         sum_gd = 0.0
@@ -280,7 +299,7 @@ def batchnorm_backward(x, gy, gamma, mean, invstd):
 @_kernel(fastmath={"reassoc"})
 def _softmax_normalize(y):
     rows, cols = y.shape
-    for r in prange(rows):
+    for r in range(rows):
         s = y.dtype.type(0)  # in the row's dtype, as softmax.cu: a float64 sum of float32 runs 3x slower
         for k in range(cols):
             s += y[r, k]
@@ -296,16 +315,22 @@ def softmax_forward(x):
     exp), then a numba kernel divides each row by its sum.
     """
     (x,) = _contiguous(x)
-    y = np.subtract(x, x.max(axis=1, keepdims=True))
-    np.exp(y, out=y)
-    _softmax_normalize(y)
+    y = np.empty_like(x)
+
+    def rows(lo, hi):  # NumPy's passes release the GIL too
+        xs, ys = x[lo:hi], y[lo:hi]
+        np.subtract(xs, xs.max(axis=1, keepdims=True), out=ys)
+        np.exp(ys, out=ys)
+        _softmax_normalize(ys)
+
+    _over_ranges(len(x), x.size, rows)
     return y
 
 
 @_kernel(fastmath={"reassoc"})
 def _softmax_backward(y, gy, gx):
     rows, cols = y.shape
-    for r in prange(rows):
+    for r in range(rows):
         dot = y.dtype.type(0)
         for k in range(cols):
             dot += y[r, k] * gy[r, k]
@@ -317,7 +342,7 @@ def softmax_backward(y, gy):
     """gx = y * (gy - sum(y * gy)) row by row."""
     y, gy = _contiguous(y, gy)
     gx = np.empty_like(y)
-    _softmax_backward(y, gy, gx)
+    _over_ranges(len(y), y.size, lambda lo, hi: _softmax_backward(y[lo:hi], gy[lo:hi], gx[lo:hi]))
     return gx
 
 
@@ -335,7 +360,7 @@ RELU, LEAKY_RELU, ELU, TANH, SIGMOID = (ACTIVATIONS[k] for k in ("relu", "leaky_
 def _activation_forward(x, y, kind, alpha):
     # relu, leaky_relu, and ELU's last step (y holds expm1(min(x, 0)) on entry):
     # a compare and a select per element, which LLVM vectorises.
-    for i in prange(x.size):
+    for i in range(x.size):
         v = x[i]
         if kind == RELU:
             y[i] = 0.0 if v <= 0 else v  # NaN <= 0 is False: NaN propagates, as in NumPy and PyTorch
@@ -349,7 +374,7 @@ def _activation_forward(x, y, kind, alpha):
 def _sigmoid_from_exp(x, e, one):
     # e = exp(-|x|) on entry, at most 1 so it never overflows:
     # sigmoid(x) = 1/(1 + e) for x >= 0 and e/(1 + e) for x < 0.
-    for i in prange(x.size):
+    for i in range(x.size):
         e[i] = (one if x[i] >= 0 else e[i]) / (one + e[i])
 
 
@@ -376,7 +401,7 @@ def activation_forward(x, kind, alpha):
 
 @_kernel
 def _activation_backward(x, y, gy, gx, kind, alpha):
-    for i in prange(x.size):
+    for i in range(x.size):
         if kind == RELU:
             gx[i] = gy[i] if x[i] > 0 else 0.0
         elif kind == LEAKY_RELU:
@@ -403,7 +428,7 @@ def activation_backward(x, y, gy, kind, alpha):
 # ---------------------------------------------------------------------------
 @_kernel
 def _upsample_nearest_forward(x, y, scale):
-    for p in prange(y.shape[0]):
+    for p in range(y.shape[0]):
         for i in range(y.shape[1]):
             for j in range(y.shape[2]):
                 y[p, i, j] = x[p, i // scale, j // scale]
@@ -425,7 +450,7 @@ def upsample_nearest_forward(x, scale):
 
 @_kernel
 def _upsample_nearest_backward(gy, gx, scale):
-    for p in prange(gx.shape[0]):
+    for p in range(gx.shape[0]):
         for i in range(gx.shape[1]):
             for j in range(gx.shape[2]):
                 acc = 0.0
@@ -449,7 +474,7 @@ def upsample_nearest_backward(gy, scale):
 # ---------------------------------------------------------------------------
 @_kernel
 def _adam_step(p, g, m, v, lr, beta1, beta2, eps, weight_decay, bias1, bias2):
-    for i in prange(p.size):
+    for i in range(p.size):
         gi = g[i] + weight_decay * p[i]
         mi = beta1 * m[i] + (1.0 - beta1) * gi
         vi = beta2 * v[i] + (1.0 - beta2) * gi * gi
@@ -476,5 +501,14 @@ def adam_step_multi(params, grads, ms, vs, lr, beta1, beta2, eps, weight_decay, 
     """adam_step on every (param, grad, m, v) of the lists (one fused launch on the GPU)."""
     if not len(params) == len(grads) == len(ms) == len(vs):
         raise ValueError("adam_step_multi: params, grads, ms and vs must have the same length.")
-    for param, grad, m, v in zip(params, grads, ms, vs):
-        adam_step(param, grad, m, v, lr, beta1, beta2, eps, weight_decay, step)
+    def one(i):
+        adam_step(params[i], grads[i], ms[i], vs[i], lr, beta1, beta2, eps, weight_decay, step)
+
+    # each tensor on its own (independent: the same bits on any thread), the largest first, so that the
+    # threads taking the next one as they finish end together
+    order = sorted(range(len(params)), key=lambda i: -params[i].size)
+    if sum(p.size for p in params) >= SPLIT_WORK:
+        threads.parallel(one, order)
+    else:
+        for i in order:
+            one(i)

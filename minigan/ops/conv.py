@@ -39,7 +39,7 @@ from __future__ import annotations
 import numpy as np
 
 from minigan import backend
-from minigan.backend import threads
+from minigan.backend import cpu, threads
 from minigan.tensor import Function
 
 #: the size of one block of columns in the blocked stride-1 convolution: a
@@ -63,16 +63,27 @@ def conv_transpose_output_size(size, kernel, stride, padding, output_padding):
     return (size - 1) * stride - 2 * padding + kernel + output_padding
 
 
+def _swap_first_axes(a):
+    """a (P, Q, ...) -> contiguous (Q, P, ...). On the CPU a large one is copied in blocks of Q by
+    minigan's threads (NumPy's copy releases the GIL); the same values either way."""
+    xp = backend.array_module(a)
+    view = a.swapaxes(0, 1)
+    if xp is not np or a.size < cpu.SPLIT_WORK or threads.width() < 2:
+        return xp.ascontiguousarray(view)
+    out = np.empty(view.shape, dtype=a.dtype)
+    step = -(-len(out) // threads.width())
+    threads.parallel(lambda lo: np.copyto(out[lo:lo + step], view[lo:lo + step]), range(0, len(out), step))
+    return out
+
+
 def _channels_first(a):
     """(N, C, H, W) -> (C, N*H*W), contiguous: the layout the GEMMs and columns share."""
-    c = a.shape[1]
-    return backend.array_module(a).ascontiguousarray(a.transpose(1, 0, 2, 3)).reshape(c, -1)
+    return _swap_first_axes(a).reshape(a.shape[1], -1)
 
 
 def _batch_first(a, n, h, w):
     """(C, N*H*W) -> (N, C, H, W), contiguous."""
-    c = a.shape[0]
-    return backend.array_module(a).ascontiguousarray(a.reshape(c, n, h, w).transpose(1, 0, 2, 3))
+    return _swap_first_axes(a.reshape(a.shape[0], n, h, w))
 
 
 def _is_pointwise(kh, kw, sh, sw, ph, pw):

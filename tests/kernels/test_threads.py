@@ -139,3 +139,18 @@ def test_a_late_pool_backs_off_to_the_caller_then_is_tried_again(two_threads, mo
     assert threads._Health.skip == 0
     both = threading.Barrier(2, timeout=10)
     assert len(set(threads.parallel(lambda i: both.wait() or threading.current_thread().name, range(2)))) == 2
+
+
+@pytest.mark.parametrize("shape", [(3, 5, 4, 4), (7, 2, 3, 1), (1, 9, 2, 2)])
+def test_the_threaded_layout_copy_equals_numpys(two_threads, monkeypatch, shape):
+    """conv's (N, C, H, W) <-> (C, N*H*W) copies, cut into blocks for minigan's threads."""
+    from minigan.backend import cpu
+    from minigan.ops import conv
+
+    monkeypatch.setattr(cpu, "SPLIT_WORK", 0)
+    a = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    got = conv._channels_first(a)
+    np.testing.assert_array_equal(got, np.ascontiguousarray(a.transpose(1, 0, 2, 3)).reshape(shape[1], -1))
+    n, c, h, w = shape
+    np.testing.assert_array_equal(conv._batch_first(got, n, h, w), a)
+    assert got.flags.c_contiguous
