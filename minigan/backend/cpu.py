@@ -53,8 +53,12 @@ def _contiguous(*arrays):
 
 #: a kernel touching at least this many elements is cut into ``threads.width()``
 #: ranges of its outer loop, run side by side by minigan's threads (the kernels
-#: are ``nogil``); below it, handing a range over (~20-50 us) costs more than it saves.
-SPLIT_WORK = 1 << 18
+#: are ``nogil``). Below it the second core is better left to BLAS's worker,
+#: which spins there for ~0.1 s after every multi-threaded product. Measured on
+#: the idle 2-core machine, steps interleaved in one process, split/whole:
+#: at 256K elements SAGAN-16 0.90 but SAGAN-5, DCGAN-16, BEGAN-5 1.03-1.05;
+#: at 4M elements 0.87, 0.98, 0.95, 0.99.
+SPLIT_WORK = 1 << 22
 
 
 def _over_ranges(total, work, run):

@@ -154,3 +154,17 @@ def test_the_threaded_layout_copy_equals_numpys(two_threads, monkeypatch, shape)
     n, c, h, w = shape
     np.testing.assert_array_equal(conv._batch_first(got, n, h, w), a)
     assert got.flags.c_contiguous
+
+
+def test_the_pool_keeps_nothing_of_a_call_alive_after_it(two_threads):
+    """A sleeping pool thread must not hold the last call's closure (and through it the caller's arrays)."""
+    import gc
+    import weakref
+
+    big = np.ones(1000)
+    alive = weakref.ref(big)
+    both = threading.Barrier(2, timeout=10)  # both threads take an item: the pool really ran one
+    threads.parallel(lambda a: both.wait() or a.sum(), [big, big])  # the items list is the call's
+    del big
+    gc.collect()
+    assert alive() is None
