@@ -79,8 +79,9 @@ def parse_args(parser, script: str):
 def describe_threads(counts: dict) -> str:
     from minigan.backend import threads
 
-    return (f"minigan {counts['minigan']} threads (products of {threads.PARALLEL_FLOPS / 1e6:g} MFLOP and up on "
-            f"{counts['minigan']} BLAS threads, the rest on 1; NumPy BLAS at {counts['minigan_blas_per_call']} "
+    products = (f"products of {threads.PARALLEL_FLOPS / 1e6:g} MFLOP and up on {counts['minigan']} BLAS threads, "
+                f"the rest on 1" if counts["minigan"] > 1 else "every product on 1 BLAS thread")
+    return (f"minigan {counts['minigan']} threads ({products}; NumPy BLAS at {counts['minigan_blas_per_call']} "
             f"between products), torch {counts['torch']} threads "
             f"(interop {counts['torch_interop']})")
 
