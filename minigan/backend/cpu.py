@@ -312,20 +312,29 @@ def _softmax_normalize(y):
             y[r, k] *= inv
 
 
+#: elements per chunk of rows in softmax_forward: its four passes then read a chunk from the core's
+#: cache, not from memory (measured, one thread, (16384, 1024) float32: 60 ms whole, 49 ms in chunks
+#: of 16-256 rows of 1024)
+SOFTMAX_CHUNK = 1 << 16
+
+
 def softmax_forward(x):
     """Row-wise softmax of x (rows, cols), max-subtracted for stability.
 
-    Three passes: NumPy takes the row maxima and ``exp(x - max)`` (its SIMD
-    exp), then a numba kernel divides each row by its sum.
+    Three passes, chunk of rows by chunk of rows: NumPy takes the row maxima
+    and ``exp(x - max)`` (its SIMD exp), then a numba kernel divides each row
+    by its sum.
     """
     (x,) = _contiguous(x)
     y = np.empty_like(x)
+    chunk = max(1, SOFTMAX_CHUNK // max(1, x.shape[1]))  # rows whose passes stay in the core's L2
 
     def rows(lo, hi):  # NumPy's passes release the GIL too
-        xs, ys = x[lo:hi], y[lo:hi]
-        np.subtract(xs, xs.max(axis=1, keepdims=True), out=ys)
-        np.exp(ys, out=ys)
-        _softmax_normalize(ys)
+        for start in range(lo, hi, chunk):
+            xs, ys = x[start:min(hi, start + chunk)], y[start:min(hi, start + chunk)]
+            np.subtract(xs, xs.max(axis=1, keepdims=True), out=ys)
+            np.exp(ys, out=ys)
+            _softmax_normalize(ys)
 
     _over_ranges(len(x), x.size, rows)
     return y

@@ -178,9 +178,12 @@ def test_batchnorm_backward(rng, shape, dtype):
         np.testing.assert_allclose(g, w, **tolerance(dtype))
 
 
+@pytest.mark.parametrize("chunk", ["one chunk", "3 rows a chunk"])
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", SOFTMAX_SHAPES, ids=shape_id)
-def test_softmax_forward(rng, shape, dtype):
+def test_softmax_forward(rng, shape, dtype, chunk, monkeypatch):
+    if chunk != "one chunk":
+        monkeypatch.setattr(cpu, "SOFTMAX_CHUNK", 3 * shape[1])  # a last chunk shorter than the others too
     x = randn(rng, shape, dtype, scale=30.0)  # exp(x) alone would overflow float32
     y = cpu.softmax_forward(x)
     assert y.dtype == dtype and np.isfinite(y).all()
