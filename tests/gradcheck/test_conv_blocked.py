@@ -29,12 +29,12 @@ BLOCKED_CASES = [
 
 @contextlib.contextmanager
 def small_blocks(block_bytes=256, min_pixels=4):
-    saved = conv.BLOCK_BYTES, conv.MIN_BLOCK_PIXELS
-    conv.BLOCK_BYTES, conv.MIN_BLOCK_PIXELS = block_bytes, min_pixels
+    saved = conv.BLOCK_BYTES, conv.MIN_BLOCK_PIXELS, conv.BLOCKED_ABOVE
+    conv.BLOCK_BYTES, conv.MIN_BLOCK_PIXELS, conv.BLOCKED_ABOVE = block_bytes, min_pixels, 2 * block_bytes
     try:
         yield
     finally:
-        conv.BLOCK_BYTES, conv.MIN_BLOCK_PIXELS = saved
+        conv.BLOCK_BYTES, conv.MIN_BLOCK_PIXELS, conv.BLOCKED_ABOVE = saved
 
 
 def _blocked(shape, k, p, dtype=np.float64):
