@@ -148,6 +148,116 @@ def im2col_rows(x, buf, n0, r0, kh, kw, ph, pw):
 
 
 # ---------------------------------------------------------------------------
+# Winograd F(2x2, 3x3) transforms (CPU only, no .cu twin; minigan.ops.conv)
+# ---------------------------------------------------------------------------
+# Lavin & Gray 2016: a 3x3 stride-1 convolution with padding 1 computes each
+# 2x2 block of outputs from a 4x4 tile of input (tiles overlap by 2) as
+#     Y = A^T [ sum_c (G g_c G^T) * (B^T d_c B) ] A       (* elementwise, 4x4)
+# with B^T = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]] and
+# A^T = [[1, 1, 1, 0], [0, 1, -1, -1]]; the sum over channels is, for each of
+# the 16 positions (a, b), one matrix product U[a,b] (OC, C) @ V[a,b] (C, T).
+# 16 multiplications per tile and channel pair where the direct form takes 36.
+@numba.njit(**_jit)
+def _winograd_filter(w, u):
+    oc, c_in = w.shape[:2]
+    t = np.empty((4, 3))
+    for o in range(oc):
+        for c in range(c_in):
+            g = w[o, c]
+            for j in range(3):  # G g: rows g0, (g0 + g1 + g2) / 2, (g0 - g1 + g2) / 2, g2 (in float64)
+                g0, g1, g2 = float(g[0, j]), float(g[1, j]), float(g[2, j])
+                t[0, j] = g0
+                t[1, j] = 0.5 * (g0 + g1 + g2)
+                t[2, j] = 0.5 * (g0 - g1 + g2)
+                t[3, j] = g2
+            for a in range(4):  # (G g) G^T: the same along the columns
+                h0, h1, h2 = t[a, 0], t[a, 1], t[a, 2]
+                u[4 * a, o, c] = h0
+                u[4 * a + 1, o, c] = 0.5 * (h0 + h1 + h2)
+                u[4 * a + 2, o, c] = 0.5 * (h0 - h1 + h2)
+                u[4 * a + 3, o, c] = h2
+
+
+def winograd_filter(w):
+    """U (16, OC, C) = G g G^T of every 3x3 filter of w (OC, C, 3, 3), G = [[1, 0, 0], [.5, .5, .5],
+    [.5, -.5, .5], [0, 0, 1]]; computed in float64, stored in w's dtype."""
+    (w,) = _contiguous(w)
+    u = np.empty((16, w.shape[0], w.shape[1]), dtype=w.dtype)
+    _winograd_filter(w, u)
+    return u
+
+
+@numba.njit(**_jit)
+def _winograd_input(x, v, n, ty0, ty1):
+    c_in, h, w = x.shape[1:]
+    tw = w // 2
+    rows = np.zeros((4, w + 4), dtype=x.dtype)  # rows[r, k + 1] = x[n, c, y, k]; the border columns stay 0
+    t = np.empty((4, w + 4), dtype=x.dtype)
+    for c in range(c_in):
+        for ty in range(ty0, ty1):
+            for r in range(4):  # the tile row's 4 input rows, zero outside the image (padding 1)
+                y = 2 * ty - 1 + r
+                row = rows[r, 1:w + 1]
+                if 0 <= y < h:
+                    src = x[n, c, y]
+                    for k in range(w):
+                        row[k] = src[k]
+                else:
+                    row[:] = 0.0
+            for k in range(w + 2):  # B^T d down the columns, for every tile of the row at once
+                d0, d1, d2, d3 = rows[0, k], rows[1, k], rows[2, k], rows[3, k]
+                t[0, k] = d0 - d2
+                t[1, k] = d1 + d2
+                t[2, k] = d2 - d1
+                t[3, k] = d1 - d3
+            base = (ty - ty0) * tw
+            for a in range(4):  # then (.) B along each tile's 4 columns
+                ta = t[a]
+                for tx in range(tw):
+                    e0, e1, e2, e3 = ta[2 * tx], ta[2 * tx + 1], ta[2 * tx + 2], ta[2 * tx + 3]
+                    v[4 * a, c, base + tx] = e0 - e2
+                    v[4 * a + 1, c, base + tx] = e1 + e2
+                    v[4 * a + 2, c, base + tx] = e2 - e1
+                    v[4 * a + 3, c, base + tx] = e1 - e3
+
+
+def winograd_input(x, v, n, ty0, ty1):
+    """V (16, C, T) of image n's tile rows ty0..ty1-1 of x (N, C, H, W), H and W even, padding 1:
+    V[4a + b, c, (ty - ty0) * W/2 + tx] = (B^T d B)[a, b] of the 4x4 tile at rows 2ty-1.., columns 2tx-1.."""
+    _winograd_input(x, v, n, ty0, ty1)
+
+
+@numba.njit(**_jit)
+def _winograd_output(m, y, n, ty0, ty1):
+    oc, w = y.shape[1], y.shape[3]
+    tw = w // 2
+    for o in range(oc):
+        for ty in range(ty0, ty1):
+            base = (ty - ty0) * tw
+            top, bottom = y[n, o, 2 * ty], y[n, o, 2 * ty + 1]
+            for tx in range(tw):
+                q = base + tx
+                # A^T over the tile's rows a, then over its columns b
+                s0 = m[0, o, q] + m[4, o, q] + m[8, o, q]
+                s1 = m[1, o, q] + m[5, o, q] + m[9, o, q]
+                s2 = m[2, o, q] + m[6, o, q] + m[10, o, q]
+                s3 = m[3, o, q] + m[7, o, q] + m[11, o, q]
+                d0 = m[4, o, q] - m[8, o, q] - m[12, o, q]
+                d1 = m[5, o, q] - m[9, o, q] - m[13, o, q]
+                d2 = m[6, o, q] - m[10, o, q] - m[14, o, q]
+                d3 = m[7, o, q] - m[11, o, q] - m[15, o, q]
+                top[2 * tx] = s0 + s1 + s2
+                top[2 * tx + 1] = s1 - s2 - s3
+                bottom[2 * tx] = d0 + d1 + d2
+                bottom[2 * tx + 1] = d1 - d2 - d3
+
+
+def winograd_output(m, y, n, ty0, ty1):
+    """Rows 2*ty0 .. 2*ty1-1 of image n of y (N, OC, H, W) from M (16, OC, T): A^T M A per tile."""
+    _winograd_output(m, y, n, ty0, ty1)
+
+
+# ---------------------------------------------------------------------------
 # col2im.cu
 # ---------------------------------------------------------------------------
 @_kernel

@@ -200,8 +200,9 @@ def matmul(a, b):
 
 
 
-def scratch(shape, dtype):
-    """An uninitialised array of ``shape`` in this thread's reused buffer (valid until its next call).
+def scratch(shape, dtype, slot: int = 0):
+    """An uninitialised array of ``shape`` in this thread's reused buffer number ``slot`` (valid until
+    the next call for the same slot on this thread).
 
     A block of work that fits the core's cache is only fast if its buffer is
     not a fresh allocation each time (page faults, and glibc's mmap for
@@ -209,7 +210,8 @@ def scratch(shape, dtype):
     """
     dtype = np.dtype(dtype)
     size = int(np.prod(shape)) * dtype.itemsize
-    buf = getattr(_local, "buf", None)
+    bufs = _local.__dict__.setdefault("bufs", {})
+    buf = bufs.get(slot)
     if buf is None or buf.size < size:
-        buf = _local.buf = np.empty(size, dtype=np.uint8)
+        buf = bufs[slot] = np.empty(size, dtype=np.uint8)
     return buf[:size].view(dtype).reshape(shape)

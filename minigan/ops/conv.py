@@ -26,7 +26,12 @@ GEMM turns them into those rows of the output, each block on one of
 minigan's threads. Its input gradient is the same kind of convolution
 (the output gradient against the flipped, transposed weights), its weight
 gradient the sum of each block's product of the output gradient with the
-block's columns, rebuilt from the saved input. The GPU keeps the im2col
+block's columns, rebuilt from the saved input. The 3x3 ones with padding 1
+on even-sized images (all of BEGAN's) take Winograd F(2x2, 3x3) instead for
+the forward pass and the input gradient (:func:`_winograd_conv`, Lavin &
+Gray 2016): 16 multiplications per 2x2 outputs and channel pair where the
+direct form takes 36, block by block as above; measured 1.3-1.4x faster per
+layer and BEGAN's step 0.88-0.90x on this machine. The GPU keeps the im2col
 path.
 
 A 1x1 convolution with stride 1 and no padding (SAGAN's attention has 12)
@@ -144,6 +149,55 @@ def _blocked_conv(x, w, ph, pw):
     return y.reshape(n, oc, oh, ow)
 
 
+#: bytes of transformed input (16 x C x tiles) per block: with the block's transformed output,
+#: about a core's L2 (measured on 64 channels at 64x64: 8 tile rows of 32 tiles)
+WINOGRAD_BLOCK_BYTES = 1 << 20
+
+
+def _is_winograd(x, kh, kw, ph, pw):
+    """A stride-1 3x3 convolution with padding 1 on an even-sized image (BEGAN's): Winograd F(2x2, 3x3)."""
+    return kh == kw == 3 and ph == pw == 1 and x.shape[2] % 2 == 0 and x.shape[3] % 2 == 0
+
+
+def _winograd_conv(x, w):
+    """conv2d of x (N, C, H, W), H and W even, with w (OC, C, 3, 3), stride 1, padding 1 -> (N, OC, H, W).
+
+    Block by block (an image's tile rows), each on one of minigan's threads: the input transform of
+    the block into a buffer that stays in cache, 16 matrix products U[a,b] (OC, C) @ V[a,b] (C, tiles),
+    and the output transform straight into y. 2.25x fewer multiplications than the direct form.
+    """
+    n, c, h, wd = x.shape
+    oc = w.shape[0]
+    dtype = np.result_type(x, w)
+    u = cpu.winograd_filter(w.astype(dtype, copy=False))  # (16, OC, C): G g G^T
+    x = np.ascontiguousarray(x, dtype=dtype)
+    th, tw = h // 2, wd // 2
+    # tile rows per block: as many as fit WINOGRAD_BLOCK_BYTES, and at least 4 blocks per thread
+    # (they are taken dynamically: a thread that finishes early takes the next)
+    per = max(1, min(th, WINOGRAD_BLOCK_BYTES // (16 * max(c, oc) * tw * x.dtype.itemsize),
+                     -(-n * th // (4 * threads.width()))))
+    y = np.empty((n, oc, h, wd), dtype=dtype)
+
+    def block(b):
+        i, t0 = b
+        t1 = min(th, t0 + per)
+        tiles = (t1 - t0) * tw
+        v = threads.scratch((16, c, tiles), x.dtype)
+        cpu.winograd_input(x, v, i, t0, t1)
+        m = np.matmul(u, v, out=threads.scratch((16, oc, tiles), u.dtype, slot=1))
+        cpu.winograd_output(m, y, i, t0, t1)
+
+    threads.parallel(block, [(i, t0) for i in range(n) for t0 in range(0, th, per)])
+    return y
+
+
+def _stride1_conv(x, w, ph, pw):
+    """The CPU's stride-1 conv2d without bias: Winograd where it applies, else blocked im2col + GEMM."""
+    if _is_winograd(x, w.shape[2], w.shape[3], ph, pw):
+        return _winograd_conv(x, w)
+    return _blocked_conv(x, w, ph, pw)
+
+
 def _blocked_conv_weight_grad(x, g, kh, kw, ph, pw):
     """d(loss)/dw (OC, C, KH, KW) of the stride-1 conv2d, from x (N, C, H, W) and g (N, OC, OH, OW)."""
     n, c = x.shape[:2]
@@ -177,7 +231,7 @@ class Conv2d(Function):
             raise ValueError(f"conv2d: a {kh}x{kw} kernel does not fit a {h}x{wd} input with padding {ph},{pw}.")
         ctx.geometry = (n, c, h, wd, kh, kw, sh, sw, ph, pw, oh, ow)
         if _is_blocked(x, kh, kw, sh, sw, ph, pw, oh, ow):
-            y = _blocked_conv(x, w, ph, pw)
+            y = _stride1_conv(x, w, ph, pw)
             if b is not None:
                 y += b.reshape(1, oc, 1, 1)
             ctx.save(x, w)
@@ -220,7 +274,9 @@ class Conv2d(Function):
         x, w = ctx.saved
         kh, kw, ph, pw = ctx.geometry[4], ctx.geometry[5], ctx.geometry[8], ctx.geometry[9]
         g = np.ascontiguousarray(g)
-        gx = _blocked_conv(g, _flipped(w), kh - 1 - ph, kw - 1 - pw) if ctx.needs_grad[0] else None
+        gx = _stride1_conv(g, _flipped(w), kh - 1 - ph, kw - 1 - pw) if ctx.needs_grad[0] else None
+        # the weight gradient stays blocked im2col: its Winograd form (dU = sum of dM V^T over the blocks,
+        # then G^T dU G) was measured 1.1-1.4x slower here (16 products with a 64x64 result per block)
         gw = _blocked_conv_weight_grad(x, g, kh, kw, ph, pw) if ctx.needs_grad[1] else None
         gb = g.sum(axis=(0, 2, 3)) if ctx.needs_grad[2] else None
         return gx, gw, gb

@@ -1,0 +1,68 @@
+"""The CPU's Winograd F(2x2, 3x3) convolution (minigan.ops.conv._winograd_conv, the transforms in
+minigan.backend.cpu): values against the direct loop in float64 and float32, gradients in float64
+through conv2d, blocks of one tile row to whole images, and which layers take it."""
+import contextlib
+
+import numpy as np
+import pytest
+
+import minigan.ops as F
+from minigan.ops import conv
+from minigan.ops.conv import Conv2d
+from tests import reference
+from tests.gradcheck.helpers import check, checks, tensor
+
+# (N, C, H, W), OC: 3x3, stride 1, padding 1, H and W even
+CASES = [((2, 3, 8, 6), 4),    # several tile rows and columns, non-square
+         ((1, 2, 2, 2), 3),    # a single tile: every input value is padding-adjacent
+         ((3, 5, 6, 10), 2),   # more channels in than out
+         ((1, 1, 4, 12), 1)]
+
+
+@contextlib.contextmanager
+def winograd_everywhere(block_bytes):
+    """Small inputs take the stride-1 path (and so Winograd), in blocks of about ``block_bytes``."""
+    saved = conv.BLOCKED_ABOVE, conv.WINOGRAD_BLOCK_BYTES
+    conv.BLOCKED_ABOVE, conv.WINOGRAD_BLOCK_BYTES = 0, block_bytes
+    try:
+        yield
+    finally:
+        conv.BLOCKED_ABOVE, conv.WINOGRAD_BLOCK_BYTES = saved
+
+
+@pytest.mark.parametrize("block_bytes", [1, 1 << 9, 1 << 20])  # one tile row a block .. the whole image
+@pytest.mark.parametrize("shape,oc", CASES)
+def test_winograd_matches_the_direct_loop(shape, oc, block_bytes):
+    rng = np.random.default_rng(0)
+    x, w = rng.standard_normal(shape), rng.standard_normal((oc, shape[1], 3, 3))
+    with winograd_everywhere(block_bytes):
+        got = conv._winograd_conv(x, w)
+        got32 = conv._winograd_conv(x.astype(np.float32), w.astype(np.float32))
+    want = reference.conv2d(x, w, None, 1, 1)
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+    assert got32.dtype == np.float32
+    np.testing.assert_allclose(got32, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
+
+
+@checks(Conv2d)
+@pytest.mark.parametrize("shape,oc", CASES[:3])
+def test_conv2d_gradients_through_winograd(shape, oc):
+    """Forward and input gradient by Winograd (the input gradient is a 3x3 padding-1 convolution too),
+    the weight gradient by the blocked path."""
+    with winograd_everywhere(1 << 9):
+        assert conv._is_blocked(np.zeros(shape), 3, 3, 1, 1, 1, 1, shape[2], shape[3])
+        assert conv._is_winograd(np.zeros(shape), 3, 3, 1, 1)
+        x = tensor(shape, "cpu", 0)
+        w = tensor((oc, shape[1], 3, 3), "cpu", 1, scale=0.5)
+        b = tensor((oc,), "cpu", 2)
+        check(lambda x, w, b: F.conv2d(x, w, b, 1, 1), x, w, b)
+
+
+def test_which_convolutions_take_winograd():
+    """BEGAN's 3x3 'same' layers (even sizes); not 5x5, not padding 0, not an odd image."""
+    x = np.zeros((16, 64, 64, 64), np.float32)
+    assert conv._is_winograd(x, 3, 3, 1, 1)
+    assert not conv._is_winograd(x, 5, 5, 2, 2)
+    assert not conv._is_winograd(x, 3, 3, 0, 0)
+    assert not conv._is_winograd(x[:, :, :63, :63], 3, 3, 1, 1)
+
