@@ -15,7 +15,7 @@ each product, so numba's pool started then waits for a core that is not free
 (measured on 2 cores, SAGAN batch 5: 436 ms a step with numba's parallel
 kernels, 314 ms without). Instead the kernels are ``nogil`` and take a range
 of their outer loop, and the large calls are cut into ranges that
-:func:`minigan.backend.threads.parallel` runs side by side (``SPLIT_WORK``).
+:func:`minigan.backend.threads.over_ranges` runs side by side.
 
 Where a loop needs exp, expm1 or tanh, NumPy's ufunc does that pass: NumPy
 ships SIMD versions of them, while numba (without Intel's SVML) calls the
@@ -51,28 +51,6 @@ def _contiguous(*arrays):
     return [np.ascontiguousarray(a) for a in arrays]
 
 
-#: a kernel touching at least this many elements is cut into ``threads.width()``
-#: ranges of its outer loop, run side by side by minigan's threads (the kernels
-#: are ``nogil``). Below it the second core is better left to BLAS's worker,
-#: which spins there for ~0.1 s after every multi-threaded product. Measured on
-#: the idle 2-core machine, steps interleaved in one process, split/whole:
-#: at 256K elements SAGAN-16 0.90 but SAGAN-5, DCGAN-16, BEGAN-5 1.03-1.05;
-#: at 4M elements 0.87, 0.98, 0.95, 0.99.
-SPLIT_WORK = 1 << 22
-
-
-def _over_ranges(total, work, run):
-    """``run(lo, hi)`` over [0, total), in ``threads.width()`` contiguous ranges on minigan's threads when
-    ``work`` (elements touched) is large enough. The iterations of a range are those of the whole loop, so
-    the results are the same bits whatever the thread count."""
-    parts = min(threads.width(), total) if work >= SPLIT_WORK else 1
-    if parts <= 1:
-        run(0, total)
-        return
-    step = -(-total // parts)
-    threads.parallel(lambda lo: run(lo, min(total, lo + step)), range(0, total, step))
-
-
 # ---------------------------------------------------------------------------
 # im2col.cu
 # ---------------------------------------------------------------------------
@@ -104,7 +82,7 @@ def im2col(x, kh, kw, sh, sw, ph, pw, oh, ow):
     (x,) = _contiguous(x)
     n, c = x.shape[:2]
     cols = np.empty((c * kh * kw, n * oh * ow), dtype=x.dtype)
-    _over_ranges(len(cols), cols.size, lambda lo, hi: _im2col(x, cols, kh, kw, sh, sw, ph, pw, oh, ow, lo, hi))
+    threads.over_ranges(len(cols), cols.size, lambda lo, hi: _im2col(x, cols, kh, kw, sh, sw, ph, pw, oh, ow, lo, hi))
     return cols
 
 
@@ -297,7 +275,7 @@ def col2im(cols, n, c, h, w, kh, kw, sh, sw, ph, pw, oh, ow):
     """columns (C*KH*KW, N*OH*OW) -> image (N, C, H, W), summing overlaps.
 
     A scatter by planes, where col2im.cu gathers by pixels: one iteration
-    per image plane (ranges of planes go to minigan's threads) (n, c) zeroes the plane, then adds each kernel
+    per image plane (n, c) (ranges of planes go to minigan's threads) zeroes the plane, then adds each kernel
     tap's row of ``cols`` into it, output row by output row, over ranges
     clipped beforehand (the inner loop tests nothing). No two iterations
     write the same pixel (no atomics), every pixel sums its entries in the
@@ -307,7 +285,7 @@ def col2im(cols, n, c, h, w, kh, kw, sh, sw, ph, pw, oh, ow):
     """
     (cols,) = _contiguous(cols)
     x = np.empty((n, c, h, w), dtype=cols.dtype)
-    _over_ranges(n * c, cols.size, lambda lo, hi: _col2im(cols, x, kh, kw, sh, sw, ph, pw, oh, ow, lo, hi))
+    threads.over_ranges(n * c, cols.size, lambda lo, hi: _col2im(cols, x, kh, kw, sh, sw, ph, pw, oh, ow, lo, hi))
     return x
 
 
@@ -441,12 +419,13 @@ def softmax_forward(x):
 
     def rows(lo, hi):  # NumPy's passes release the GIL too
         for start in range(lo, hi, chunk):
-            xs, ys = x[start:min(hi, start + chunk)], y[start:min(hi, start + chunk)]
+            stop = min(hi, start + chunk)
+            xs, ys = x[start:stop], y[start:stop]
             np.subtract(xs, xs.max(axis=1, keepdims=True), out=ys)
             np.exp(ys, out=ys)
             _softmax_normalize(ys)
 
-    _over_ranges(len(x), x.size, rows)
+    threads.over_ranges(len(x), x.size, rows)
     return y
 
 
@@ -465,7 +444,7 @@ def softmax_backward(y, gy):
     """gx = y * (gy - sum(y * gy)) row by row."""
     y, gy = _contiguous(y, gy)
     gx = np.empty_like(y)
-    _over_ranges(len(y), y.size, lambda lo, hi: _softmax_backward(y[lo:hi], gy[lo:hi], gx[lo:hi]))
+    threads.over_ranges(len(y), y.size, lambda lo, hi: _softmax_backward(y[lo:hi], gy[lo:hi], gx[lo:hi]))
     return gx
 
 
@@ -624,13 +603,14 @@ def adam_step_multi(params, grads, ms, vs, lr, beta1, beta2, eps, weight_decay, 
     """adam_step on every (param, grad, m, v) of the lists (one fused launch on the GPU)."""
     if not len(params) == len(grads) == len(ms) == len(vs):
         raise ValueError("adam_step_multi: params, grads, ms and vs must have the same length.")
+
     def one(i):
         adam_step(params[i], grads[i], ms[i], vs[i], lr, beta1, beta2, eps, weight_decay, step)
 
     # each tensor on its own (independent: the same bits on any thread), the largest first, so that the
     # threads taking the next one as they finish end together
     order = sorted(range(len(params)), key=lambda i: -params[i].size)
-    if sum(p.size for p in params) >= SPLIT_WORK:
+    if sum(p.size for p in params) >= threads.SPLIT_WORK:
         threads.parallel(one, order)
     else:
         for i in order:

@@ -60,14 +60,15 @@ def _host_error(value):
     return TypeError(f"Unsupported type {type(value)}")
 
 
-def _unwrap(value, where: str):
-    """Device arrays -> their NumPy storage, recursively; a host array is refused."""
+def _unwrap(value, host_ok: bool = False):
+    """Device arrays -> their NumPy storage, recursively; a host array is refused unless ``host_ok``
+    (the functions that copy host data over)."""
     if isinstance(value, ndarray):
         return value._a
-    if isinstance(value, np.ndarray):
+    if isinstance(value, np.ndarray) and not host_ok:
         raise _host_error(value)
     if isinstance(value, (list, tuple)):
-        return type(value)(_unwrap(v, where) for v in value)
+        return type(value)(_unwrap(v, host_ok) for v in value)
     return value
 
 
@@ -101,23 +102,14 @@ def _is_advanced(key) -> bool:
 def _function(name: str, fn):
     def device_function(*args, **kwargs):
         if name not in _HOST_OK:
-            args, kwargs = _unwrap(args, name), {k: _unwrap(v, name) for k, v in kwargs.items()}
+            args, kwargs = _unwrap(args), {k: _unwrap(v) for k, v in kwargs.items()}
         else:
-            args = tuple(_unwrap_device(a) for a in args)
+            args = _unwrap(args, host_ok=True)
         return _wrap(fn(*args, **kwargs))
 
     device_function.__name__ = device_function.__qualname__ = name
     device_function.__doc__ = f"cuda-emu: numpy.{name} on device arrays."
     return device_function
-
-
-def _unwrap_device(value):
-    """asarray's input: a device array's storage (copied below), or host data as it is."""
-    if isinstance(value, ndarray):
-        return value._a
-    if isinstance(value, (list, tuple)):
-        return type(value)(_unwrap_device(v) for v in value)
-    return value
 
 
 class _Ufunc:
@@ -130,7 +122,7 @@ class _Ufunc:
     def __call__(self, *args, **kwargs):
         if any(isinstance(a, ndarray) for a in args):
             return self._ufunc(*args, **kwargs)  # through ndarray.__array_ufunc__
-        return _wrap(self._ufunc(*_unwrap(args, self.__name__), **kwargs))
+        return _wrap(self._ufunc(*_unwrap(args), **kwargs))
 
     def __getattr__(self, method):
         bound = getattr(self._ufunc, method)
@@ -140,7 +132,7 @@ class _Ufunc:
         def call(*args, **kwargs):
             if any(isinstance(a, ndarray) for a in args):
                 return getattr(self._ufunc, method)(*args, **kwargs)  # through ndarray.__array_ufunc__
-            return _wrap(bound(*_unwrap(args, self.__name__), **kwargs))
+            return _wrap(bound(*_unwrap(args), **kwargs))
 
         return call
 
@@ -224,7 +216,7 @@ class ndarray:
                 return NotImplemented  # e.g. a Tensor
         out = kwargs.get("out")
         if out is not None:
-            kwargs["out"] = tuple(_unwrap(o, ufunc.__name__) for o in out)
+            kwargs["out"] = tuple(_unwrap(o) for o in out)
         result = getattr(ufunc, method)(*[_index(a) for a in inputs], **kwargs)
         if method == "at":
             return None
@@ -264,7 +256,7 @@ class ndarray:
         def call(*args, **kwargs):
             if name == "fill" and isinstance(args[0] if args else None, np.ndarray) and np.ndim(args[0]) > 0:
                 raise ValueError("non-scalar numpy.ndarray cannot be used for fill")
-            result = method(*_unwrap(args, name), **{k: _unwrap(v, name) for k, v in kwargs.items()})
+            result = method(*_unwrap(args), **{k: _unwrap(v) for k, v in kwargs.items()})
             return result if name in ("item", "tolist", "tobytes") else _wrap(result)
 
         return call
@@ -317,7 +309,7 @@ class ndarray:
         return _wrap(self._a.copy())
 
     def __reduce__(self):
-        return _from_host, (self._a.copy(),)
+        return _wrap, (self._a.copy(),)
 
     __hash__ = None
 
@@ -351,10 +343,6 @@ class ndarray:
         return np.invert(self)
 
 
-def _from_host(host: np.ndarray) -> ndarray:
-    return _wrap(host)
-
-
 # ---------------------------------------------------------------------------
 # the functions that move data, and CuPy's own names
 # ---------------------------------------------------------------------------
@@ -362,14 +350,14 @@ def asarray(a, dtype=None, order=None, blocking=False):
     """Host data (or a device array) as a device array; a device array of the same dtype is returned as is."""
     if isinstance(a, ndarray) and (dtype is None or np.dtype(dtype) == a.dtype):
         return a
-    return _wrap(np.array(_unwrap_device(a), dtype=dtype, order=order or "K", copy=True))
+    return _wrap(np.array(_unwrap(a, host_ok=True), dtype=dtype, order=order or "K", copy=True))
 
 
 def array(obj, dtype=None, copy=True, order="K", subok=False, ndmin=0, blocking=False):
     if isinstance(obj, ndarray) and not copy and (dtype is None or np.dtype(dtype) == obj.dtype) \
             and ndmin <= obj.ndim:
         return obj
-    return _wrap(np.array(_unwrap_device(obj), dtype=dtype, copy=True, order=order, ndmin=ndmin))
+    return _wrap(np.array(_unwrap(obj, host_ok=True), dtype=dtype, copy=True, order=order, ndmin=ndmin))
 
 
 asanyarray = asarray

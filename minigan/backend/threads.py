@@ -15,9 +15,11 @@ may run on) and one rule: never two pools working, or spinning, at once.
   way, 436 ms with numba's parallel kernels as well, 681 ms with both at 2
   threads all the time; the earlier design (products split by minigan's pool,
   BLAS at one thread) 402 ms.
-* :func:`parallel` runs independent items (the blocks of the CPU's blocked
-  stride-1 convolution) on minigan's own threads, each product inside at one
-  BLAS thread; the threads sleep on a queue between calls.
+* :func:`parallel` runs independent items (the blocks of the CPU's stride-1
+  convolutions) on minigan's own threads, each product inside at one BLAS
+  thread; the threads sleep on a queue between calls. :func:`over_ranges`
+  cuts a large loop (a kernel's outer loop, a layout copy) into ``width()``
+  ranges for it, from ``SPLIT_WORK`` elements.
 
 The thread count of a product depends on its shapes alone, never on timing:
 OpenBLAS on 1 and 2 threads can differ in the last bit (long reductions), so a
@@ -26,6 +28,7 @@ run repeats itself bit for bit on the same machine and thread count.
 """
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 import os
@@ -42,6 +45,14 @@ import threadpoolctl
 #: 2-core machine (OpenBLAS 0.3.31, float32): 4 MFLOP products 0.87-0.94x as
 #: fast on 2 threads, 8 MFLOP 1.25x, 17-33 MFLOP 1.4-1.8x, 168 MFLOP 1.9x.
 PARALLEL_FLOPS = 8_000_000
+
+#: a loop touching at least this many elements is cut into ``width()`` ranges
+#: run side by side (:func:`over_ranges`). Below it the second core is better
+#: left to BLAS's worker, which spins there for ~0.1 s after every
+#: multi-threaded product. Measured on the idle 2-core machine, steps
+#: interleaved in one process, split/whole: at 256K elements SAGAN-16 0.90 but
+#: SAGAN-5, DCGAN-16, BEGAN-5 1.03-1.05; at 4M elements 0.87, 0.98, 0.95, 0.99.
+SPLIT_WORK = 1 << 22
 
 
 def _available_cores() -> int:
@@ -61,7 +72,7 @@ for _blas in _NUMPY_BLAS:
     _blas.set_num_threads(1)
 
 
-_local = threading.local()  # per thread: its scratch buffer; whether it is running a parallel() item
+_local = threading.local()  # per thread: its scratch buffers; whether it is running a parallel() item
 
 
 def width() -> int:
@@ -119,6 +130,16 @@ def _record(waited, total):
         _Health.backoff = max(1, _Health.backoff // 2)
 
 
+@contextlib.contextmanager
+def _one_thread_products():
+    """Inside a parallel() item: its products run on this thread alone, a parallel() in it on this thread."""
+    was, _local.in_parallel = getattr(_local, "in_parallel", False), True
+    try:
+        yield
+    finally:
+        _local.in_parallel = was
+
+
 def parallel(fn, items):
     """``[fn(item) for item in items]``, the items shared out over ``width()`` threads.
 
@@ -127,25 +148,21 @@ def parallel(fn, items):
     thread ran each, so a caller that sums them gets the same bits on every
     run. When the pool's threads come late (see ``LATE_SHARE``), the caller
     runs the next calls alone. ``fn`` must release the GIL for its heavy part (NumPy's matmul and
-    minigan's ``nogil`` numba kernels do) and must not call :func:`parallel`.
+    minigan's ``nogil`` numba kernels do); a parallel() inside it runs on its thread.
     """
     items = list(items)
     threads = min(width(), len(items))
-    if threads <= 1 or threading.current_thread() in _pool.workers or _Health.skip > 0:
+    if threads <= 1 or getattr(_local, "in_parallel", False) or _Health.skip > 0:  # nested: on this thread
         _Health.skip = max(0, _Health.skip - (threads > 1))
-        was, _local.in_parallel = getattr(_local, "in_parallel", False), True  # the same products as in the pool
-        try:
+        with _one_thread_products():  # the same products as in the pool
             return [fn(item) for item in items]
-        finally:
-            _local.in_parallel = was
     _pool.grow(threads - 1)
     results = [None] * len(items)
     failures = []
     next_index = itertools.count()  # next() on it is atomic under the GIL
 
     def drain():
-        _local.in_parallel = True  # products inside an item run on this thread alone
-        try:
+        with _one_thread_products():
             for i in iter(next_index.__next__, None):
                 if i >= len(items) or failures:
                     return
@@ -153,8 +170,6 @@ def parallel(fn, items):
                     results[i] = fn(items[i])
                 except BaseException as exc:  # re-raised by the caller
                     failures.append(exc)
-        finally:
-            _local.in_parallel = False
 
     done = threading.Semaphore(0)
     for _ in range(threads - 1):
@@ -198,6 +213,17 @@ def matmul(a, b):
     finally:
         _set_blas_threads(1)
 
+
+def over_ranges(total, work, run):
+    """``run(lo, hi)`` over [0, total), in ``width()`` contiguous ranges on minigan's threads when ``work``
+    (elements touched) is at least ``SPLIT_WORK``, else in one call. The iterations of a range are those of
+    the whole loop, so the results are the same bits whatever the thread count."""
+    parts = min(width(), total) if work >= SPLIT_WORK else 1
+    if parts <= 1:
+        run(0, total)
+        return
+    step = -(-total // parts)
+    parallel(lambda lo: run(lo, min(total, lo + step)), range(0, total, step))
 
 
 def scratch(shape, dtype, slot: int = 0):

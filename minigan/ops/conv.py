@@ -77,11 +77,10 @@ def _swap_first_axes(a):
     minigan's threads (NumPy's copy releases the GIL); the same values either way."""
     xp = backend.array_module(a)
     view = a.swapaxes(0, 1)
-    if xp is not np or a.size < cpu.SPLIT_WORK or threads.width() < 2:
+    if xp is not np or a.size < threads.SPLIT_WORK:
         return xp.ascontiguousarray(view)
     out = np.empty(view.shape, dtype=a.dtype)
-    step = -(-len(out) // threads.width())
-    threads.parallel(lambda lo: np.copyto(out[lo:lo + step], view[lo:lo + step]), range(0, len(out), step))
+    threads.over_ranges(len(out), a.size, lambda lo, hi: np.copyto(out[lo:hi], view[lo:hi]))
     return out
 
 

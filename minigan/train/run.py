@@ -29,6 +29,7 @@ import fcntl
 import os
 import signal
 import sys
+import threading
 import time
 import warnings
 
@@ -119,21 +120,14 @@ def _stop_requests():
             raise KeyboardInterrupt
         flag["stop"] = True
 
-    if threading_main():
-        old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    else:
-        old = {}
+    # signal handlers can only be set from the main thread; a run in another thread keeps Python's
+    old = ({s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+           if threading.current_thread() is threading.main_thread() else {})
     try:
         yield flag
     finally:
         for s, h in old.items():
             signal.signal(s, h)
-
-
-def threading_main() -> bool:
-    import threading
-
-    return threading.current_thread() is threading.main_thread()
 
 
 class Run:

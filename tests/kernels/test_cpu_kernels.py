@@ -44,11 +44,11 @@ ADAM_SETTINGS = [dict(lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.
 @pytest.fixture(autouse=True, params=["whole", "split"])
 def kernel_ranges(request, monkeypatch):
     """Run every test here twice: each kernel over its whole loop on this thread, and cut into ranges that
-    minigan's threads run side by side (cpu._over_ranges), forced even for these small shapes."""
+    minigan's threads run side by side (threads.over_ranges), forced even for these small shapes."""
     if request.param == "split":
         from minigan.backend import threads
 
-        monkeypatch.setattr(cpu, "SPLIT_WORK", 0)
+        monkeypatch.setattr(threads, "SPLIT_WORK", 0)
         monkeypatch.setattr(threads.numba, "get_num_threads", lambda: 2)
         monkeypatch.setattr(threads._Health, "skip", 0)
         monkeypatch.setattr(threads, "LATE_SHARE", float("inf"))

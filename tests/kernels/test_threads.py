@@ -144,10 +144,9 @@ def test_a_late_pool_backs_off_to_the_caller_then_is_tried_again(two_threads, mo
 @pytest.mark.parametrize("shape", [(3, 5, 4, 4), (7, 2, 3, 1), (1, 9, 2, 2)])
 def test_the_threaded_layout_copy_equals_numpys(two_threads, monkeypatch, shape):
     """conv's (N, C, H, W) <-> (C, N*H*W) copies, cut into blocks for minigan's threads."""
-    from minigan.backend import cpu
     from minigan.ops import conv
 
-    monkeypatch.setattr(cpu, "SPLIT_WORK", 0)
+    monkeypatch.setattr(threads, "SPLIT_WORK", 0)
     a = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
     got = conv._channels_first(a)
     np.testing.assert_array_equal(got, np.ascontiguousarray(a.transpose(1, 0, 2, 3)).reshape(shape[1], -1))
@@ -168,3 +167,14 @@ def test_the_pool_keeps_nothing_of_a_call_alive_after_it(two_threads):
     del big
     gc.collect()
     assert alive() is None
+
+
+def test_a_parallel_inside_an_item_runs_on_that_items_thread(two_threads):
+    """over_ranges inside a parallel() item (a kernel called from a block): no second hand-over, no deadlock."""
+    def item(i):
+        caller = threading.current_thread().name
+        inner = threads.parallel(lambda j: (i * 10 + j, threading.current_thread().name), range(3))
+        assert {name for _, name in inner} == {caller}
+        return [value for value, _ in inner]
+
+    assert threads.parallel(item, range(4)) == [[0, 1, 2], [10, 11, 12], [20, 21, 22], [30, 31, 32]]
