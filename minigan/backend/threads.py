@@ -29,6 +29,7 @@ run repeats itself bit for bit on the same machine and thread count.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import itertools
 import math
 import os
@@ -70,6 +71,49 @@ _NUMPY_BLAS = [lib for lib in threadpoolctl.ThreadpoolController().select(user_a
                if "numpy" in lib.filepath]
 for _blas in _NUMPY_BLAS:
     _blas.set_num_threads(1)
+
+#: how long OpenBLAS's workers spin after a product before they sleep: 2^BLAS_SPIN
+#: cycles, OpenBLAS's OPENBLAS_THREAD_TIMEOUT (its default 28 is ~0.1 s on this
+#: Xeon, measured as 105 ms of a core's time after each threaded product; 4, the
+#: least it accepts, spins ~0). A spinning worker holds the core minigan's own
+#: threads need for the kernels and blocks between products. Waking a sleeping
+#: worker costs a few microseconds, a small share of a product of PARALLEL_FLOPS.
+BLAS_SPIN = 4
+
+
+def _quiet_blas_workers(controllers, spin=BLAS_SPIN):
+    """Make each OpenBLAS in ``controllers`` spin 2^spin cycles after a product, not 2^28; returns
+    the libraries changed.
+
+    OpenBLAS reads OPENBLAS_THREAD_TIMEOUT once, when it loads (with NumPy,
+    usually before minigan), and starts its workers with it. Its exported
+    ``openblas_read_env`` reads the environment again, and shutting its
+    threads down (what it does itself around a fork) makes the next threaded
+    product start them with the new value. A user's own OPENBLAS_THREAD_TIMEOUT is kept.
+    A BLAS without these entry points (not OpenBLAS, or built otherwise) is left as it is.
+    """
+    if "OPENBLAS_THREAD_TIMEOUT" in os.environ and os.environ["OPENBLAS_THREAD_TIMEOUT"] != str(spin):
+        return []
+    changed = []
+    for controller in controllers:
+        if controller.internal_api != "openblas":
+            continue
+        try:
+            lib = ctypes.CDLL(controller.filepath)
+            read_env, timeout, shutdown = lib.openblas_read_env, lib.openblas_thread_timeout, lib.blas_thread_shutdown_
+        except (OSError, AttributeError):
+            continue
+        timeout.restype = ctypes.c_int
+        if timeout() == spin:
+            continue
+        os.environ["OPENBLAS_THREAD_TIMEOUT"] = str(spin)
+        read_env()
+        shutdown()  # the workers restart, with the new value, at the next threaded product
+        changed.append(controller.filepath)
+    return changed
+
+
+_quiet_blas_workers(_NUMPY_BLAS)
 
 
 _local = threading.local()  # per thread: its scratch buffers; whether it is running a parallel() item

@@ -178,3 +178,48 @@ def test_a_parallel_inside_an_item_runs_on_that_items_thread(two_threads):
         return [value for value, _ in inner]
 
     assert threads.parallel(item, range(4)) == [[0, 1, 2], [10, 11, 12], [20, 21, 22], [30, 31, 32]]
+
+
+def _openblas_timeout():
+    """What NumPy's OpenBLAS now uses as OPENBLAS_THREAD_TIMEOUT (None: not an OpenBLAS that says)."""
+    import ctypes
+
+    for lib in threads._NUMPY_BLAS:
+        try:
+            timeout = ctypes.CDLL(lib.filepath).openblas_thread_timeout
+        except (OSError, AttributeError):
+            continue
+        timeout.restype = ctypes.c_int
+        return timeout()
+    return None
+
+
+def test_numpys_openblas_workers_sleep_right_after_a_product(two_threads):
+    """After a threaded product OpenBLAS's worker sleeps instead of spinning ~0.1 s on the other core."""
+    import resource
+    import time
+
+    if _openblas_timeout() is None:
+        pytest.skip("NumPy's BLAS is not an OpenBLAS with openblas_thread_timeout")
+    assert _openblas_timeout() == threads.BLAS_SPIN
+    if threads._available_cores() < 2:
+        pytest.skip("one core: no second BLAS thread to spin")
+    a = np.ones((512, 512), dtype=np.float32)
+    threads.matmul(a, a)  # the workers start
+    spent = []
+    for _ in range(3):
+        before = resource.getrusage(resource.RUSAGE_SELF)
+        start = time.perf_counter()
+        threads.matmul(a, a)
+        product = time.perf_counter() - start
+        time.sleep(0.25)
+        after = resource.getrusage(resource.RUSAGE_SELF)
+        cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+        spent.append(cpu - 2 * product)  # beyond both threads busy for the whole product
+    # spinning (OpenBLAS's default) measured 0.10-0.11 s a product here; quiet ~0.00
+    assert min(spent) < 0.04, f"CPU seconds after each product: {spent}"
+
+
+def test_a_users_own_openblas_thread_timeout_is_kept(monkeypatch):
+    monkeypatch.setenv("OPENBLAS_THREAD_TIMEOUT", "20")
+    assert threads._quiet_blas_workers(threads._NUMPY_BLAS) == []
