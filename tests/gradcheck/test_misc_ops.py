@@ -1,14 +1,20 @@
 """Upsample, dropout, losses, attention."""
+import importlib
+from unittest import mock
+
 import numpy as np
 import pytest
 
 import minigan.ops as F
 from minigan import Tensor, backend
+from minigan.ops.attention import Attention
 from minigan.ops.dropout import Dropout
 from minigan.ops.losses import BCEWithLogits
 from minigan.ops.upsample import UpsampleNearest
 from tests import reference
 from tests.gradcheck.helpers import check, checks, tensor
+
+attention_ops = importlib.import_module("minigan.ops.attention")  # minigan.ops.attention is also the function
 
 
 @checks(UpsampleNearest)
@@ -88,3 +94,67 @@ def test_attention_values_and_gradient(device):
     out = F.attention(q, k, v).numpy()
     np.testing.assert_allclose(out, reference.attention(q.numpy(), k.numpy(), v.numpy()), rtol=1e-10)
     check(F.attention, q, k, v)
+
+
+def small_blocks():
+    """The fused CPU attention on tiny maps: blocks of 2 rows of 6 (three an image, two partial sums)."""
+    return mock.patch.object(attention_ops, "ATTENTION_BLOCK", 12)
+
+
+def _attention_graph(q, k, v):
+    """The output and the Function that made it (the inputs are taken as needing gradients)."""
+    q, k, v = (Tensor(t.data, requires_grad=True) for t in (q, k, v))
+    out = F.attention(q, k, v)
+    return out, out._node[0]
+
+
+@checks(Attention)
+def test_fused_attention_values_and_gradient():
+    q, k, v = tensor((2, 2, 6), "cpu", 0), tensor((2, 2, 6), "cpu", 1), tensor((2, 3, 6), "cpu", 2)
+    with small_blocks():
+        out, made_by = _attention_graph(q, k, v)
+        assert made_by is Attention
+        np.testing.assert_allclose(out.numpy(), reference.attention(q.numpy(), k.numpy(), v.numpy()), rtol=1e-12)
+        check(F.attention, q, k, v)
+
+
+def _values_and_grads(q, k, v, g):
+    leaves = [Tensor(a, requires_grad=True) for a in (q, k, v)]
+    out = F.attention(*leaves)
+    out.backward(g)
+    return [out.numpy()] + [t.grad for t in leaves]
+
+
+def test_fused_attention_equals_the_composed_form_in_float32(monkeypatch):
+    """Many blocks an image, an odd batch, uneven parts: the same values and gradients as matmul + softmax."""
+    rng = np.random.default_rng(3)
+    n, cq, cv, length = 3, 4, 8, 64
+    q, k = rng.standard_normal((n, cq, length), np.float32), rng.standard_normal((n, cq, length), np.float32)
+    v, g = rng.standard_normal((n, cv, length), np.float32), rng.standard_normal((n, cv, length), np.float32)
+    composed = _values_and_grads(q, k, v, g)
+    monkeypatch.setattr(attention_ops, "ATTENTION_BLOCK", 5 * length)  # 5 rows a block: 13 blocks, parts of 7 and 6
+    assert _attention_graph(Tensor(q), Tensor(k), Tensor(v))[1] is Attention
+    for got, want in zip(_values_and_grads(q, k, v, g), composed):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+def test_fused_attention_repeats_its_bits_on_one_and_two_threads(monkeypatch):
+    from minigan.backend import threads
+
+    rng = np.random.default_rng(4)
+    q, k, v, g = (rng.standard_normal(s, np.float32) for s in [(5, 2, 6), (5, 2, 6), (5, 3, 6), (5, 3, 6)])
+    runs = []
+    for count in (1, 2, 2):
+        monkeypatch.setattr(threads.numba, "get_num_threads", lambda: count)
+        monkeypatch.setattr(threads._Health, "skip", 0)
+        with small_blocks():
+            runs.append(_values_and_grads(q, k, v, g))
+    for run in runs[1:]:
+        for got, want in zip(run, runs[0]):
+            np.testing.assert_array_equal(got, want)
+
+
+def test_attention_is_fused_only_on_the_cpu_and_only_past_one_block(device):
+    small, large = tensor((1, 1, 256), device), tensor((1, 1, 1024), device)
+    assert _attention_graph(small, small, small)[1] is not Attention
+    assert (_attention_graph(large, large, large)[1] is Attention) == (device == "cpu")
