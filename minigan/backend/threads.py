@@ -8,13 +8,13 @@ may run on) and one rule: never two pools working, or spinning, at once.
   everywhere else, BLAS runs one thread. OpenBLAS partitions a GEMM better than
   blocks handed to threads from Python (2 cores, a 336 MFLOP product: 1.42 ms
   on 2 BLAS threads, 1.68 ms as two halves on two Python threads, 2.73 ms on one).
-* The numba kernels run on the calling thread. After a multi-threaded
-  product OpenBLAS's workers keep spinning (``sched_yield`` in a loop) before
-  they sleep, so a parallel kernel or a second pool started then waits for a
-  core that is not free. Measured on 2 cores, SAGAN batch 5: 314 ms a step this
-  way, 436 ms with numba's parallel kernels as well, 681 ms with both at 2
-  threads all the time; the earlier design (products split by minigan's pool,
-  BLAS at one thread) 402 ms.
+* OpenBLAS's workers sleep as soon as a product ends (``BLAS_SPIN``). By
+  default they spin (``sched_yield`` in a loop) for ~0.1 s first, on the core
+  minigan's own threads need next: with the spin, SAGAN batch 5 took 436 ms a
+  step with numba's parallel kernels against 314 ms without them, and
+  BEGAN batch 5 took 1.40 s against 1.05 s once the workers slept.
+* The numba kernels run on the calling thread (no numba ``parallel``); large
+  loops are cut into ranges for minigan's threads instead (below).
 * :func:`parallel` runs independent items (the blocks of the CPU's stride-1
   convolutions) on minigan's own threads, each product inside at one BLAS
   thread; the threads sleep on a queue between calls. :func:`over_ranges`
@@ -48,11 +48,12 @@ import threadpoolctl
 PARALLEL_FLOPS = 8_000_000
 
 #: a loop touching at least this many elements is cut into ``width()`` ranges
-#: run side by side (:func:`over_ranges`). Below it the second core is better
-#: left to BLAS's worker, which spins there for ~0.1 s after every
-#: multi-threaded product. Measured on the idle 2-core machine, steps
-#: interleaved in one process, split/whole: at 256K elements SAGAN-16 0.90 but
-#: SAGAN-5, DCGAN-16, BEGAN-5 1.03-1.05; at 4M elements 0.87, 0.98, 0.95, 0.99.
+#: run side by side (:func:`over_ranges`); below it, waking a pool thread and
+#: sharing the memory bus cost more than the second core gives back. Measured on
+#: the idle 2-core machine, whole steps in separate processes (quiet BLAS
+#: workers), against 4M: at 256K elements SAGAN-5 317-327 vs 270-275 ms and
+#: SAGAN-16 775-791 vs 670-681; at 1M DCGAN-16 468-470 vs 494-505 but SAGAN-16
+#: 734-837. (With OpenBLAS's default spin, 256K had cost 3-5% and 4M gained.)
 SPLIT_WORK = 1 << 22
 
 
