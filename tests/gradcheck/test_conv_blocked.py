@@ -24,6 +24,11 @@ BLOCKED_CASES = [
     ((3, 2, 6, 6), 3, 3, 0),  # no padding
     ((1, 2, 8, 5), 2, 5, 2),  # 5x5
     ((2, 2, 5, 6), 3, 2, 1),  # an even window: the output is larger than the input
+    # fewer channels out than in: the weight gradient from the columns of g (conv._weight_grad)
+    ((2, 5, 7, 6), 2, 3, 1),  # BEGAN's last layers' 3x3 "same", 64 -> 3
+    ((1, 4, 6, 5), 1, 5, 2),
+    ((2, 3, 5, 5), 2, 2, 1),  # an even window
+    ((2, 4, 6, 6), 3, 3, 0),
 ]
 
 
@@ -67,7 +72,7 @@ def test_blocked_conv2d_matches_im2col_and_direct_loop(shape, oc, k, p, block_by
     with small_blocks(block_bytes, 1):
         y = conv._blocked_conv(x, w, p, p)
         gx = conv._blocked_conv(g, conv._flipped(w), k - 1 - p, k - 1 - p)
-        gw = conv._blocked_conv_weight_grad(x, g, k, k, p, p)
+        gw = conv._weight_grad(x, g, w, k, k, p, p)
     np.testing.assert_allclose(y, reference.conv2d(x, w, None, 1, p), rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(y, conv._batch_first(w.reshape(oc, -1) @ cols, n, oh, ow), rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(gx, cpu.col2im(w.reshape(oc, -1).T @ g_cf, n, c, h, wd, k, k, 1, 1, p, p, oh, ow),

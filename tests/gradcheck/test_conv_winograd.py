@@ -22,12 +22,12 @@ CASES = [((2, 3, 8, 6), 4),    # several tile rows and columns, non-square
 @contextlib.contextmanager
 def winograd_everywhere(block_bytes):
     """Small inputs take the stride-1 path (and so Winograd), in blocks of about ``block_bytes``."""
-    saved = conv.BLOCKED_ABOVE, conv.WINOGRAD_BLOCK_BYTES
-    conv.BLOCKED_ABOVE, conv.WINOGRAD_BLOCK_BYTES = 0, block_bytes
+    saved = conv.BLOCKED_ABOVE, conv.WINOGRAD_BLOCK_BYTES, conv.WINOGRAD_MIN_CHANNELS
+    conv.BLOCKED_ABOVE, conv.WINOGRAD_BLOCK_BYTES, conv.WINOGRAD_MIN_CHANNELS = 0, block_bytes, 1
     try:
         yield
     finally:
-        conv.BLOCKED_ABOVE, conv.WINOGRAD_BLOCK_BYTES = saved
+        conv.BLOCKED_ABOVE, conv.WINOGRAD_BLOCK_BYTES, conv.WINOGRAD_MIN_CHANNELS = saved
 
 
 @pytest.mark.parametrize("block_bytes", [1, 1 << 9, 1 << 20])  # one tile row a block .. the whole image
@@ -59,9 +59,11 @@ def test_conv2d_gradients_through_winograd(shape, oc):
 
 
 def test_which_convolutions_take_winograd():
-    """BEGAN's 3x3 'same' layers (even sizes); not 5x5, not padding 0, not an odd image."""
+    """BEGAN's 3x3 'same' layers (even sizes); not 5x5, not padding 0, not an odd image, not its
+    3-channel first layer (nor the input gradient of its 3-channel last ones)."""
     x = np.zeros((16, 64, 64, 64), np.float32)
     assert conv._is_winograd(x, 3, 3, 1, 1)
+    assert not conv._is_winograd(x[:, :3], 3, 3, 1, 1)
     assert not conv._is_winograd(x, 5, 5, 2, 2)
     assert not conv._is_winograd(x, 3, 3, 0, 0)
     assert not conv._is_winograd(x[:, :, :63, :63], 3, 3, 1, 1)
