@@ -8,9 +8,9 @@ may run on) and one rule: never two pools working, or spinning, at once.
   everywhere else, BLAS runs one thread. OpenBLAS partitions a GEMM better than
   blocks handed to threads from Python (2 cores, a 336 MFLOP product: 1.42 ms
   on 2 BLAS threads, 1.68 ms as two halves on two Python threads, 2.73 ms on one).
-* OpenBLAS's workers sleep as soon as a product ends (``BLAS_SPIN``). By
+* OpenBLAS's workers sleep ~1.6 ms after a product (``BLAS_SPIN``). By
   default they spin (``sched_yield`` in a loop) for ~0.1 s first, on the core
-  minigan's own threads need next: with the spin, SAGAN batch 5 took 436 ms a
+  minigan's own threads need next: with that spin, SAGAN batch 5 took 436 ms a
   step with numba's parallel kernels against 314 ms without them, and
   BEGAN batch 5 took 1.40 s against 1.05 s once the workers slept.
 * The numba kernels run on the calling thread (no numba ``parallel``); large
@@ -74,12 +74,17 @@ for _blas in _NUMPY_BLAS:
     _blas.set_num_threads(1)
 
 #: how long OpenBLAS's workers spin after a product before they sleep: 2^BLAS_SPIN
-#: cycles, OpenBLAS's OPENBLAS_THREAD_TIMEOUT (its default 28 is ~0.1 s on this
-#: Xeon, measured as 105 ms of a core's time after each threaded product; 4, the
-#: least it accepts, spins ~0). A spinning worker holds the core minigan's own
-#: threads need for the kernels and blocks between products. Waking a sleeping
-#: worker costs a few microseconds, a small share of a product of PARALLEL_FLOPS.
-BLAS_SPIN = 4
+#: cycles, OpenBLAS's OPENBLAS_THREAD_TIMEOUT. Its default, 28, is ~0.1 s on this
+#: Xeon (measured: 105 ms of a core's time after each threaded product), and a
+#: spinning worker holds the core minigan's own threads need for the kernels
+#: between products. Sleeping at once (4, the least OpenBLAS accepts) costs
+#: ~60 us to wake the worker (this KVM guest) for the next product: a 5 MFLOP
+#: product took 122 us on 2 threads against 64 on one. 22 (~1.6 ms) covers the
+#: gaps between a layer's products and still leaves the core long before the
+#: pool's next work. Measured, steps interleaved in one process, against 4:
+#: 22 the main example 0.91-0.93, SAGAN-5 0.97, SAGAN-16 0.93-0.94, DCGAN
+#: and BEGAN-5 0.99-1.01; 28 the main example 0.92 but SAGAN 1.11, BEGAN-5 1.39.
+BLAS_SPIN = 22
 
 
 def _quiet_blas_workers(controllers, spin=BLAS_SPIN):
