@@ -4,6 +4,8 @@ import pytest
 
 import minigan.ops as F
 from minigan import Tensor, backend
+from minigan.backend import cpu
+from minigan.ops import conv
 from minigan.ops.conv import Conv2d, ConvTranspose2d
 from tests import reference
 from tests.conftest import requires_torch
@@ -28,6 +30,16 @@ CONVT_CASES = [
     ((1, 4, 1, 1), 3, 4, 1, 0, 0),  # z (1x1) -> 4x4
     ((2, 1, 2, 2), 2, 3, 3, 1, 2),
 ]
+
+
+@pytest.fixture(autouse=True, params=["whole batch", "image by image"])
+def product_col2im(request, monkeypatch):
+    """Every test here twice on the CPU: the input gradient's and conv_transpose2d's product + col2im over
+    the whole batch, and image by image (conv._product_col2im), forced even for these small shapes."""
+    if request.param == "image by image":
+        for name in ("IMAGEWISE_ABOVE", "IMAGEWISE_MIN_EXPANSION", "IMAGEWISE_MIN_PIXELS", "IMAGEWISE_MIN_IMAGES"):
+            monkeypatch.setattr(conv, name, 0)
+    return request.param
 
 
 @checks(Conv2d)
@@ -98,3 +110,34 @@ def test_conv_errors_are_clear():
         F.conv2d(x, Tensor(np.zeros((2, 3, 7, 7))))
     with pytest.raises(ValueError, match="output_padding"):
         F.conv_transpose2d(x, Tensor(np.zeros((3, 2, 3, 3))), None, 2, 1, 2)
+
+
+def test_image_by_image_equals_the_whole_batch_at_dcgans_size(monkeypatch, product_col2im):
+    """DCGAN-64's 5x5 stride-2 layer (64 <-> 128 channels, 32x32 <-> 16x16) at batch 8 on two threads,
+    float32: conv_transpose2d forward and conv2d's input gradient take the image-by-image path at the
+    default thresholds, and agree with the whole-batch one; SAGAN's 4x4 stride 2 does not take it."""
+    from minigan.backend import threads
+
+    if product_col2im != "whole batch":
+        pytest.skip("this test is about the default thresholds")
+    monkeypatch.setattr(threads.numba, "get_num_threads", lambda: 2)
+    rng = np.random.default_rng(5)
+    x, w = rng.standard_normal((8, 64, 32, 32), np.float32), rng.standard_normal((128, 64, 5, 5), np.float32)
+    g = rng.standard_normal((8, 128, 16, 16), np.float32)  # conv2d(x, w, stride 2, padding 2)'s output shape
+    assert not conv._is_imagewise(g, 1 << 30, 4, 4, 2, 2, 16, 16)
+    seen = []
+    real = cpu.col2im_into
+    monkeypatch.setattr(cpu, "col2im_into", lambda cols, out, *a: seen.append(out.shape) or real(cols, out, *a))
+
+    def both():
+        xt = Tensor(x, requires_grad=True)
+        y = F.conv_transpose2d(Tensor(g), Tensor(w), None, 2, 2, 1)  # (8, 64, 32, 32)
+        F.conv2d(xt, Tensor(w), None, 2, 2).backward(g)
+        return y.numpy(), xt.grad
+
+    imagewise = both()
+    assert seen == [(1, 64, 32, 32)] * 16
+    np.testing.assert_allclose(imagewise[0], imagewise[1], rtol=1e-4, atol=1e-4)  # the same map, twice
+    monkeypatch.setattr(conv, "IMAGEWISE_ABOVE", float("inf"))
+    for got, want in zip(imagewise, both()):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
