@@ -114,22 +114,21 @@ def _is_imagewise(src, per_image_bytes, kh, kw, sh, sw, oh, ow):
             and src.shape[0] >= IMAGEWISE_MIN_IMAGES * threads.width())
 
 
-def _product_col2im(w_t, src, shape, kh, kw, sh, sw, ph, pw, oh, ow, src_cf=None):
+def _product_col2im(w_t, src, src_cf, shape, kh, kw, sh, sw, ph, pw, oh, ow):
     """col2im(w_t @ src) of the given (N, C, H, W) ``shape``, summing overlaps; w_t (C*KH*KW, K),
-    src (N, K, OH*OW) batch first; ``src_cf`` its (K, N*OH*OW) channels-first copy if the caller has one.
+    src (N, K, OH*OW) batch first and ``src_cf`` the same values channels first, (K, N*OH*OW) (both
+    callers keep that copy for their weight gradient).
 
     On the CPU, when one image's columns are large (IMAGEWISE_ABOVE and the rest), image by image on
     minigan's threads: the image's columns, w_t @ src[n], go to a buffer in the core's cache and col2im reads
     them from there into out[n]; the whole batch's columns (6.25x the image for a 5x5 stride-2
-    window) never reach memory, and src needs no channels-first copy. Else (and on the GPU) one
-    product over the batch, channels first, and one col2im. The same sums in the same order per
+    window) never reach memory. Else (and on the GPU) one product over the batch, w_t @ src_cf, and
+    one col2im. The same sums in the same order per
     pixel either way; the products differ only in how BLAS blocks them.
     """
     n, c, h, wd = shape
     dtype = np.result_type(w_t, src)
     if not _is_imagewise(src, w_t.shape[0] * oh * ow * dtype.itemsize, kh, kw, sh, sw, oh, ow):
-        if src_cf is None:
-            src_cf = _swap_first_axes(src).reshape(src.shape[1], -1)
         cols = threads.matmul(w_t, src_cf)
         return backend.kernels_for(src).col2im(cols, n, c, h, wd, kh, kw, sh, sw, ph, pw, oh, ow)
     out = np.empty(shape, dtype=dtype)
@@ -330,8 +329,7 @@ class Conv2d(Function):
                 gx = _batch_first(threads.matmul(w.reshape(oc, -1).T, g_cf), n, h, wd)  # col2im of a 1x1 window
             else:  # col2im of w^T g, (C*KH*KW, N*OH*OW)
                 g_rows = backend.array_module(g).ascontiguousarray(g).reshape(n, oc, oh * ow)
-                gx = _product_col2im(w.reshape(oc, -1).T, g_rows, (n, c, h, wd), kh, kw, sh, sw, ph, pw, oh, ow,
-                                     src_cf=g_cf)
+                gx = _product_col2im(w.reshape(oc, -1).T, g_rows, g_cf, (n, c, h, wd), kh, kw, sh, sw, ph, pw, oh, ow)
         if ctx.needs_grad[1]:
             gw = threads.matmul(g_cf, cols.T).reshape(w.shape)
         if ctx.needs_grad[2]:  # apply passes b even when it is None
@@ -363,19 +361,20 @@ class ConvTranspose2d(Function):
             raise ValueError(f"conv_transpose2d: input has {c} channels but the weight expects {c_w}.")
         oh = conv_transpose_output_size(h, kh, sh, ph, oph)
         ow = conv_transpose_output_size(wd, kw, sw, pw, opw)
-        xp = backend.array_module(x)
-        x = xp.ascontiguousarray(x)
+        x = backend.array_module(x).ascontiguousarray(x)
+        x_cf = _channels_first(x)  # (C, N*H*W): the weight gradient's, and the whole-batch product's
         # col2im of w^T x, (OC*KH*KW, N*H*W)
-        y = _product_col2im(w.reshape(c, -1).T, x.reshape(n, c, h * wd), (n, oc, oh, ow), kh, kw, sh, sw, ph, pw, h, wd)
+        y = _product_col2im(w.reshape(c, -1).T, x.reshape(n, c, h * wd), x_cf, (n, oc, oh, ow),
+                            kh, kw, sh, sw, ph, pw, h, wd)
         if b is not None:
             y += b.reshape(1, oc, 1, 1)
-        ctx.save(x, w)
+        ctx.save(x_cf, w)
         ctx.geometry = (n, h, wd, kh, kw, sh, sw, ph, pw)
         return y
 
     @staticmethod
     def backward(ctx, g):
-        x, w = ctx.saved
+        x_cf, w = ctx.saved
         n, h, wd, kh, kw, sh, sw, ph, pw = ctx.geometry
         c = w.shape[0]
         gcols = backend.kernels_for(g).im2col(g, kh, kw, sh, sw, ph, pw, h, wd)  # (OC*KH*KW, N*H*W)
@@ -383,7 +382,7 @@ class ConvTranspose2d(Function):
         if ctx.needs_grad[0]:
             gx = _batch_first(threads.matmul(w.reshape(c, -1), gcols), n, h, wd)
         if ctx.needs_grad[1]:
-            gw = threads.matmul(_channels_first(x), gcols.T).reshape(w.shape)  # x (C, N*H*W)
+            gw = threads.matmul(x_cf, gcols.T).reshape(w.shape)
         if ctx.needs_grad[2]:  # apply passes b even when it is None
             gb = g.sum(axis=(0, 2, 3))
         return gx, gw, gb
