@@ -3,6 +3,8 @@
     python benchmarks/bench_train_step.py                        # CPU: sagan, dcgan, began at batch 5 and 16
     python benchmarks/bench_train_step.py --device cuda          # GPU: batches 5, 64, 256, + a CUDA graph
     python benchmarks/bench_train_step.py --models sagan --batches 5 --repeats 9 --json step.json
+    python benchmarks/bench_train_step.py --models sagan --image-size 32 --width 32 --batches 16
+                                                                 # the main example's CPU network
 
 An iteration is what ``minigan.train.Trainer.step`` does, without data
 loading (the real batch is a fixed array already on the device):
@@ -20,7 +22,8 @@ each framework's loss functions.
 
 The PyTorch models are ``tests/models/torch_models.py`` (the parity tests'
 twins, the seeds' own layouts); weights differ, which does not change the
-work done. Everything is float32 at 64x64.
+work done. Everything is float32, at 64x64 and the seeds' width (64) unless
+``--image-size``/``--width`` say otherwise (SAGAN only: the one twin built at 32x32).
 
 Timing: warm-up steps excluded; minigan and PyTorch interleaved in one process
 (``_timing.time_interleaved``), median over ``--repeats``. Each side runs
@@ -48,7 +51,6 @@ from _timing import Case, format_table, ratio
 
 MODELS = ("sagan", "dcgan", "began")
 DEFAULT_BATCHES = {"cpu": (5, 16), "cuda": (5, 64, 256)}
-IMAGE_SIZE = 64
 
 
 # ---------------------------------------------------------------------------
@@ -136,23 +138,23 @@ def train_step(fw, loss, G, D, opt_d, opt_g, real, sample_z, k_t, read_back=True
 # ---------------------------------------------------------------------------
 # building each contender
 # ---------------------------------------------------------------------------
-def real_batch(batch: int) -> np.ndarray:
-    """A fixed 'real' batch in [-1, 1], float32 (N, 3, 64, 64)."""
-    return np.random.default_rng(1).uniform(-1, 1, (batch, 3, IMAGE_SIZE, IMAGE_SIZE)).astype(np.float32)
+def real_batch(batch: int, size: int) -> np.ndarray:
+    """A fixed 'real' batch in [-1, 1], float32 (N, 3, size, size)."""
+    return np.random.default_rng(1).uniform(-1, 1, (batch, 3, size, size)).astype(np.float32)
 
 
-def minigan_step(name: str, batch: int, device: str):
+def minigan_step(name: str, batch: int, device: str, size: int = 64, width: int = 64):
     """A zero-argument function running one minigan training iteration."""
     from minigan import Tensor, backend, manual_seed
     from minigan.models import build
     from minigan.optim import Adam
 
     manual_seed(0)
-    gan = build(name, image_size=IMAGE_SIZE)
+    gan = build(name, image_size=size, width=width)
     G, D, d = gan.G.to(device), gan.D.to(device), gan.defaults
     opt_d = Adam(D.parameters(), lr=d["lr_d"], betas=d["betas"])
     opt_g = Adam(G.parameters(), lr=d["lr_g"], betas=d["betas"])
-    real = Tensor(backend.to_device(real_batch(batch), device))
+    real = Tensor(backend.to_device(real_batch(batch, size), device))
     rng = np.random.default_rng(2)
 
     def sample_z():
@@ -163,31 +165,32 @@ def minigan_step(name: str, batch: int, device: str):
     return lambda: train_step(fw, gan.loss, G, D, opt_d, opt_g, real, sample_z, k_t)
 
 
-def torch_models(name: str, z_dim: int):
-    """(G, D) of ``tests/models/torch_models.py`` at the seed's width (64)."""
+def torch_models(name: str, z_dim: int, size: int = 64, width: int = 64):
+    """(G, D) of ``tests/models/torch_models.py``."""
     from tests.models import torch_models as T
 
     if name == "sagan":
-        return T.SAGANGenerator(z_dim=z_dim, conv_dim=64), T.SAGANDiscriminator(conv_dim=64)
+        return (T.SAGANGenerator(z_dim=z_dim, conv_dim=width, image_size=size),
+                T.SAGANDiscriminator(conv_dim=width, image_size=size))
     if name == "dcgan":
-        return T.DCGANGenerator(z_dim=z_dim, gf_dim=64), T.DCGANDiscriminator(df_dim=64)
-    return T.BEGANGenerator(z_num=z_dim, hidden_num=64), T.BEGANDiscriminator(z_num=z_dim, hidden_num=64)
+        return T.DCGANGenerator(z_dim=z_dim, gf_dim=width), T.DCGANDiscriminator(df_dim=width)
+    return T.BEGANGenerator(z_num=z_dim, hidden_num=width), T.BEGANDiscriminator(z_num=z_dim, hidden_num=width)
 
 
-def torch_step(name: str, batch: int, device: str, graph: bool = False):
+def torch_step(name: str, batch: int, device: str, graph: bool = False, size: int = 64, width: int = 64):
     """One PyTorch training iteration, eager, or (``graph``) captured as one CUDA graph and replayed."""
     import torch
 
     from minigan.models import build
 
-    gan = build(name, image_size=IMAGE_SIZE)  # for the recipe (loss, lr, betas, z distribution) only
+    gan = build(name, image_size=size, width=width)  # for the recipe (loss, lr, betas, z distribution) only
     d = gan.defaults
     torch.manual_seed(0)
-    G, D = (m.to(device) for m in torch_models(name, gan.z_dim))
+    G, D = (m.to(device) for m in torch_models(name, gan.z_dim, size, width))
     adam = dict(betas=d["betas"], capturable=graph)
     opt_d = torch.optim.Adam(D.parameters(), lr=d["lr_d"], **adam)
     opt_g = torch.optim.Adam(G.parameters(), lr=d["lr_g"], **adam)
-    real = torch.from_numpy(real_batch(batch)).to(device)
+    real = torch.from_numpy(real_batch(batch, size)).to(device)
 
     def sample_z():
         if gan.z_dist == "normal":
@@ -220,14 +223,15 @@ def torch_step(name: str, batch: int, device: str, graph: bool = False):
 # ---------------------------------------------------------------------------
 # the benchmark
 # ---------------------------------------------------------------------------
-def bench_one(name: str, batch: int, device: str, repeats: int, warmup: int) -> dict:
-    cases = [Case("minigan", minigan_step(name, batch, device), _timing.clock_for(device, "minigan")),
-             Case("torch", torch_step(name, batch, device), _timing.clock_for(device, "torch"))]
+def bench_one(name: str, batch: int, device: str, repeats: int, warmup: int, size: int = 64,
+              width: int = 64) -> dict:
+    cases = [Case("minigan", minigan_step(name, batch, device, size, width), _timing.clock_for(device, "minigan")),
+             Case("torch", torch_step(name, batch, device, size=size, width=width), _timing.clock_for(device, "torch"))]
     if device == "cuda":
-        cases.append(Case("torch_graph", torch_step(name, batch, device, graph=True),
+        cases.append(Case("torch_graph", torch_step(name, batch, device, graph=True, size=size, width=width),
                           _timing.clock_for(device, "torch")))
     _timing.time_interleaved(cases, repeats=repeats, warmup=warmup)
-    result = {"model": name, "device": device, "batch": batch}
+    result = {"model": name, "device": device, "batch": batch, "image_size": size, "width": width}
     for case in cases:
         result[f"{case.name}_ms"] = case.median * 1e3
         result[f"{case.name}_img_s"] = batch / case.median
@@ -268,23 +272,30 @@ def main() -> None:
                         help="timed steps per contender (default: 3 on the CPU, 20 on the GPU)")
     parser.add_argument("--warmup", type=int, default=None, help="untimed steps first (default 1 CPU, 5 GPU)")
     parser.add_argument("--json", metavar="PATH", help="also write every figure (and each repeat) here")
+    parser.add_argument("--image-size", type=int, choices=(32, 64), default=64,
+                        help="image size (default 64; 32: SAGAN only, the main example's CPU size)")
+    parser.add_argument("--width", type=int, default=64, help="base channel width (default 64, the seeds')")
     parser.add_argument("--one-thread", action="store_true",
                         help="also run every case with one thread on both sides (CPU)")
     args, threads = _timing.parse_args(parser, "bench_train_step")
     if threads is None:
         return
+    if args.image_size != 64 and set(args.models) != {"sagan"}:
+        parser.error(f"--image-size {args.image_size} needs --models sagan: the PyTorch twins of DCGAN and BEGAN "
+                     "are built at 64x64 only.")
+    size, width = args.image_size, args.width
     gpu = args.device == "cuda"
     batches = args.batches or DEFAULT_BATCHES[args.device]
     repeats = args.repeats or (20 if gpu else 3)
     warmup = args.warmup if args.warmup is not None else (5 if gpu else 1)
     machine = _timing.describe_machine(args.device)
-    print(f"one training iteration (D step + G step), {IMAGE_SIZE}x{IMAGE_SIZE} float32, on {machine}; "
+    print(f"one training iteration (D step + G step), {size}x{size} float32, width {width}, on {machine}; "
           f"{_timing.describe_threads(threads)}; median of {repeats} after {warmup} warm-up steps")
 
     results = []
     for name in args.models:
         for batch in batches:
-            results.append(bench_one(name, batch, args.device, repeats, warmup))
+            results.append(bench_one(name, batch, args.device, repeats, warmup, size, width))
             r = results[-1]
             print(f"  {name} batch {batch}: minigan {r['minigan_ms']:.1f} ms, torch {r['torch_ms']:.1f} ms",
                   flush=True)
@@ -293,7 +304,7 @@ def main() -> None:
         one = _timing.set_threads(1)
         print(f"again with {_timing.describe_threads(one)}")
         for r in results:
-            r["one_thread"] = bench_one(r["model"], r["batch"], args.device, repeats, warmup)
+            r["one_thread"] = bench_one(r["model"], r["batch"], args.device, repeats, warmup, size, width)
             print(f"  {r['model']} batch {r['batch']}: minigan {r['one_thread']['minigan_ms']:.1f} ms, "
                   f"torch {r['one_thread']['torch_ms']:.1f} ms", flush=True)
         _timing.set_threads(default_threads["minigan_numba"], default_threads["torch"])

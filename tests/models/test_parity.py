@@ -56,9 +56,9 @@ TOLERANCE = {np.float64: 1e-8, np.float32: 1e-4}
 GRADIENT_FREE = re.compile(r"\.key\.module\.bias$")
 
 TORCH_TWINS = {
-    "sagan": lambda z_dim, width: (T.SAGANGenerator(z_dim, width), T.SAGANDiscriminator(width)),
-    "dcgan": lambda z_dim, width: (T.DCGANGenerator(z_dim, width), T.DCGANDiscriminator(width)),
-    "began": lambda z_dim, width: (T.BEGANGenerator(z_dim, width), T.BEGANDiscriminator(z_dim, width)),
+    "sagan": lambda z_dim, width, size: (T.SAGANGenerator(z_dim, width, size), T.SAGANDiscriminator(width, size)),
+    "dcgan": lambda z_dim, width, size: (T.DCGANGenerator(z_dim, width), T.DCGANDiscriminator(width)),
+    "began": lambda z_dim, width, size: (T.BEGANGenerator(z_dim, width), T.BEGANDiscriminator(z_dim, width)),
 }
 
 
@@ -228,38 +228,42 @@ def compare(ours, theirs, tolerance, lr):
     return worst[0], errors[worst[0]]
 
 
-# (model, dtype, width, batch): float64 at reduced width where the full one is slow, float32 at the seed's
+# (model, dtype, width, batch, size): float64 at reduced width where the full one is slow, float32 at the seed's;
+# SAGAN also at the main example's CPU network (32x32, width 32, batch 16)
 CASES = [
-    ("sagan", np.float64, 16, 5),  # the seed's batch
-    ("sagan", np.float32, 64, 3),
-    ("dcgan", np.float64, 64, 4),
-    ("dcgan", np.float32, 64, 4),
-    ("began", np.float64, 16, 3),
-    ("began", np.float32, 64, 2),
+    ("sagan", np.float64, 16, 5, 64),  # the seed's batch
+    ("sagan", np.float32, 64, 3, 64),
+    ("sagan", np.float64, 16, 4, 32),
+    ("sagan", np.float32, 32, 16, 32),
+    ("dcgan", np.float64, 64, 4, 64),
+    ("dcgan", np.float32, 64, 4, 64),
+    ("began", np.float64, 16, 3, 64),
+    ("began", np.float32, 64, 2, 64),
 ]
 
 
 @pytest.mark.torch
-@pytest.mark.parametrize("name,dtype,width,batch", CASES,
-                         ids=[f"{c[0]}-{np.dtype(c[1]).name}-width{c[2]}" for c in CASES])
-def test_one_training_step_matches_torch(name, dtype, width, batch):
+@pytest.mark.parametrize("name,dtype,width,batch,size", CASES,
+                         ids=[f"{c[0]}-{np.dtype(c[1]).name}-width{c[2]}" + (f"-{c[4]}px" if c[4] != 64 else "")
+                              for c in CASES])
+def test_one_training_step_matches_torch(name, dtype, width, batch, size):
     manual_seed(0)
-    gan = build(name, image_size=64, width=width)
+    gan = build(name, image_size=size, width=width)
     attentions = [m for m in list(gan.G.modules()) + list(gan.D.modules()) if isinstance(m, nn.SelfAttention)]
     for m in attentions[:-1]:  # not the one before SAGAN D's last layer (see above)
         m.gamma.data[...] = 0.5
     cast(gan.G, dtype)
     cast(gan.D, dtype)
-    tG, tD = (m.to(torch.float64) for m in TORCH_TWINS[name](gan.z_dim, width))
+    tG, tD = (m.to(torch.float64) for m in TORCH_TWINS[name](gan.z_dim, width, size))
     g_names, d_names = copy_to_torch(gan.G, tG), copy_to_torch(gan.D, tD)
 
     rng = np.random.default_rng(1)
     z = gan.sample_z(batch, rng).astype(dtype)
-    x = rng.uniform(-1, 1, (batch, 3, 64, 64)).astype(dtype)
+    x = rng.uniform(-1, 1, (batch, 3, size, size)).astype(dtype)
     same = {n: n for n in gan.G.state_dict()}, {n: n for n in gan.D.state_dict()}
     ours = train_step(gan.G, gan.D, Tensor(x), Tensor(z), gan.loss, MiniganLosses, Adam, gan.defaults, *same)
     theirs = train_step(tG, tD, torch.from_numpy(x.astype(np.float64)), torch.from_numpy(z.astype(np.float64)),
                         gan.loss, TorchLosses, torch.optim.Adam, gan.defaults, g_names, d_names)
     theirs = {k: v.reshape(ours[k].shape) if k in ours else v for k, v in theirs.items()}  # SAGAN's last conv
     worst = compare(ours, theirs, TOLERANCE[dtype], {"G": gan.defaults["lr_g"], "D": gan.defaults["lr_d"]})
-    print(f"{name} {np.dtype(dtype).name} width {width}: worst relative error {worst[1]:.2e} ({worst[0]})")
+    print(f"{name} {size}px {np.dtype(dtype).name} width {width}: worst relative error {worst[1]:.2e} ({worst[0]})")

@@ -1,6 +1,6 @@
 """The seeds' models written again in plain PyTorch, the way the seeds' code
 writes them (heykeetae/Self-Attention-GAN, carpedm20/DCGAN-tensorflow,
-carpedm20/BEGAN-tensorflow), at 64x64 -- the references the parity tests
+carpedm20/BEGAN-tensorflow), at 64x64 (SAGAN also at 32x32, the main example's CPU size) -- the references the parity tests
 hold minigan's models to.
 
 Each class carries ``MINIGAN_NAMES``: regex rules (applied in order with
@@ -42,25 +42,30 @@ class SelfAttn(nn.Module):
         return self.gamma * out + x
 
 
-_SAGAN_BLOCKS = ["l1.", "l2.", "l3.", "attn1.", "l4.", "attn2."]
+def _sagan_names(order, last):
+    """MINIGAN_NAMES of a SAGAN twin whose minigan blocks (in order) are the torch modules ``order``."""
+    return [(r"^(blocks|body)\.(\d)\.", lambda m: order[int(m[2])] + "."), (r"^(to_rgb|head)\.", last)] + SPECTRAL_NAMES
 
 
 class SAGANGenerator(nn.Module):
-    MINIGAN_NAMES = [(r"^blocks\.(\d)\.", lambda m: _SAGAN_BLOCKS[int(m[1])]),
-                     (r"^to_rgb\.", "last.0.")] + SPECTRAL_NAMES
+    """At 64x64: l1, l2, l3, attn1, l4, attn2, last (heykeetae's layout). At 32x32 (heykeetae's code has no
+    working 32x32 G: its attention layers are fixed at 128 and 64 channels) l4 is dropped and the two
+    attention layers follow the last two up-sampling layers, as minigan's rule places them: l1, l2, attn1,
+    l3, attn2, last."""
 
-    def __init__(self, z_dim=20, conv_dim=64):
+    def __init__(self, z_dim=20, conv_dim=64, image_size=64):
         super().__init__()
-        mult = 8  # 2 ** (log2(64) - 3)
-        curr_dim = conv_dim * mult
+        ups = {32: 2, 64: 3}[image_size]  # stride-2 hidden layers after l1
+        curr_dim = conv_dim * 2 ** ups  # 2 ** (log2(S) - 3)
         self.l1 = nn.Sequential(spectral_norm(nn.ConvTranspose2d(z_dim, curr_dim, 4, bias=False)),
                                 nn.BatchNorm2d(curr_dim), nn.ReLU())
-        self.l2 = self._up(curr_dim)
-        self.l3 = self._up(curr_dim // 2)
-        self.l4 = self._up(curr_dim // 4)
-        self.last = nn.Sequential(nn.ConvTranspose2d(curr_dim // 8, 3, 4, 2, 1), nn.Tanh())
+        for i in range(ups):
+            setattr(self, f"l{i + 2}", self._up(curr_dim // 2 ** i))
+        self.last = nn.Sequential(nn.ConvTranspose2d(conv_dim, 3, 4, 2, 1), nn.Tanh())
         self.attn1 = SelfAttn(conv_dim * 2)
         self.attn2 = SelfAttn(conv_dim)
+        self.order = ["l1", "l2", "l3", "attn1", "l4", "attn2"] if ups == 3 else ["l1", "l2", "attn1", "l3", "attn2"]
+        self.MINIGAN_NAMES = _sagan_names(self.order, "last.0.")
 
     @staticmethod
     def _up(curr_dim):
@@ -68,35 +73,37 @@ class SAGANGenerator(nn.Module):
                              nn.BatchNorm2d(curr_dim // 2), nn.ReLU())
 
     def forward(self, z):
-        out = self.l1(z.view(z.size(0), z.size(1), 1, 1))
-        out = self.l3(self.l2(out))
-        out = self.attn1(out)
-        out = self.attn2(self.l4(out))
+        out = z.view(z.size(0), z.size(1), 1, 1)
+        for name in self.order:
+            out = getattr(self, name)(out)
         return self.last(out)
 
 
 class SAGANDiscriminator(nn.Module):
-    MINIGAN_NAMES = [(r"^body\.(\d)\.", lambda m: _SAGAN_BLOCKS[int(m[1])]),
-                     (r"^head\.", "last.")] + SPECTRAL_NAMES
+    """At 64x64: l1, l2, l3, attn1, l4, attn2, last; at 32x32: l1, l2, attn1, l3, attn2, last."""
 
-    def __init__(self, conv_dim=64):
+    def __init__(self, conv_dim=64, image_size=64):
         super().__init__()
-        self.l1 = self._down(3, conv_dim)
-        self.l2 = self._down(conv_dim, conv_dim * 2)
-        self.l3 = self._down(conv_dim * 2, conv_dim * 4)
-        self.l4 = self._down(conv_dim * 4, conv_dim * 8)
-        self.last = nn.Conv2d(conv_dim * 8, 1, 4)
-        self.attn1 = SelfAttn(conv_dim * 4)
-        self.attn2 = SelfAttn(conv_dim * 8)
+        downs = {32: 3, 64: 4}[image_size]
+        for i in range(downs):
+            setattr(self, f"l{i + 1}", self._down(3 if i == 0 else conv_dim * 2 ** (i - 1), conv_dim * 2 ** i))
+        top = conv_dim * 2 ** (downs - 1)
+        self.last = nn.Conv2d(top, 1, 4)
+        self.attn1 = SelfAttn(top // 2)
+        self.attn2 = SelfAttn(top)
+        self.order = [f"l{i + 1}" for i in range(downs)]
+        self.order[downs - 1:downs - 1] = ["attn1"]
+        self.order.append("attn2")
+        self.MINIGAN_NAMES = _sagan_names(self.order, "last.")
 
     @staticmethod
     def _down(c_in, c_out):
         return nn.Sequential(spectral_norm(nn.Conv2d(c_in, c_out, 4, 2, 1)), nn.LeakyReLU(0.1))
 
     def forward(self, x):
-        out = self.l3(self.l2(self.l1(x)))
-        out = self.attn1(out)
-        out = self.attn2(self.l4(out))
+        out = x
+        for name in self.order:
+            out = getattr(self, name)(out)
         return self.last(out).view(x.size(0), 1)
 
 
