@@ -140,3 +140,15 @@ def diff_augment(x, policy: str = "color,translation,cutout", rng: np.random.Gen
             if chosen.any():  # exact: m * t(x) + (1 - m) * x is t(x) or x, not x + (t(x) - x)
                 x = y * _per_sample(chosen, x) + x * _per_sample(~chosen, x)
     return x
+
+
+def consistency_view(a, rng: np.random.Generator, ratio: float = 0.125):
+    """bCR's transform T (Zhao et al. 2021) of an array a (N, C, H, W): each sample flipped left-right with
+    probability 1/2, then shifted by integers in [-H/8, H/8] x [-W/8, W/8] with zero fill (the paper's flip and
+    few-pixel translation). Not part of any graph: bCR only needs D's gradient at the transformed images."""
+    n, _, h, w = a.shape
+    flipped = np.flatnonzero(rng.uniform(size=n) < 0.5)  # a NumPy index array: CuPy copies it over
+    a = a.copy()
+    a[flipped] = a[flipped][..., ::-1]
+    max_dy, max_dx = int(h * ratio + 0.5), int(w * ratio + 0.5)
+    return _shift(a, np.stack([rng.integers(-max_dy, max_dy + 1, n), rng.integers(-max_dx, max_dx + 1, n)], 1))

@@ -130,9 +130,14 @@ class TrainConfig:
                                 lo=0, hi=1, hi_open=True)
     ema_start: int = _option(0, "iterations before the EMA starts tracking (it copies G until then)",
                              lo=0, hi=MAX_STEPS)
+    lr_decay: int = _option(0, "the last N iterations' learning rates fall linearly towards 0 (both nets; "
+                            "CycleGAN's schedule; 0: constant)", lo=0, hi=MAX_STEPS)
     lecam: float = _option(0.0, "LeCam regularisation weight (Tseng et al. 2021; 0: off)", lo=0, hi=100)
     lecam_decay: float = _option(0.99, "decay of LeCam's moving averages of D's outputs, in [0, 1)",
                                  lo=0, hi=1, hi_open=True)
+    bcr: float = _option(0.0, "balanced consistency regularisation weight (bCR, Zhao et al. 2021): D's logits on "
+                         "what it sees of real and fake images are pulled towards its logits on a flipped and "
+                         "shifted copy (10 in the paper; 0: off)", lo=0, hi=100)
     ada_target: float = _option(0.0, "adaptive augmentation (ADA, Karras et al. 2020): DiffAugment's probability p "
                                 "is tuned so that E[sign D(real)] stays at this target (0.6 in the paper; 0: off, "
                                 "p = 1)", lo=0, hi=1)
@@ -194,12 +199,12 @@ class TrainConfig:
             classifiers = [name for name, entry in MODELS.items() if entry.classifier]
             raise ConfigError(f"feature matching, minibatch discrimination and the semi-supervised D need a "
                               f"classifier D: use them with {', '.join(classifiers)}, not {self.model}.")
-        if self.ada_target > 0 and not (self.model in MODELS and MODELS[self.model].logits):
-            raise ConfigError(f"--ada-target reads the sign of D's logits; {self.model}'s D is an autoencoder: "
-                              "leave --ada-target at 0 for it.")
-        if self.lecam > 0 and self.model in MODELS and not MODELS[self.model].logits:
-            raise ConfigError(f"--lecam regularises a D that outputs logits; {self.model}'s D is an autoencoder: "
-                              "leave --lecam at 0 for it.")
+        autoencoder = self.model in MODELS and not MODELS[self.model].logits
+        for flag, value, what in (("--ada-target", self.ada_target, "reads the sign of D's logits"),
+                                  ("--lecam", self.lecam, "regularises a D that outputs logits"),
+                                  ("--bcr", self.bcr, "regularises a D that outputs logits")):
+            if value > 0 and autoencoder:
+                raise ConfigError(f"{flag} {what}; {self.model}'s D is an autoencoder: leave {flag} at 0 for it.")
         return self
 
     @property

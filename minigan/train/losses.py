@@ -12,7 +12,8 @@
 * fastgan:        hinge, plus L1 reconstructions of real images from D's own features (FastGANLoss)
 
 With feature matching, every classifier family's G loss is ||E f(x) - E f(G(z))||^2 instead.
-With --lecam w > 0, every classifier family's L_D gains w * R_LeCam (ClassifierLoss.lecam).
+With --lecam w > 0, every classifier family's L_D gains w * R_LeCam (ClassifierLoss.lecam); with --bcr w > 0,
+w * (E||D(x) - D(T(x))||^2 + E||D(G(z)) - D(T(G(z)))||^2) (bCR, ClassifierLoss.consistency).
 
 One interface (:class:`LossFamily`): ``d_loss`` and ``g_loss`` return a scalar
 Tensor and the statistics to log; ``end_step`` updates the family's own state
@@ -25,6 +26,7 @@ import numpy as np
 
 import minigan.ops as F
 from minigan import backend
+from minigan.augment import consistency_view
 from minigan.models.base import feature_matching_loss
 from minigan.tensor import Tensor, no_grad
 
@@ -69,8 +71,10 @@ class ClassifierLoss(LossFamily):
         self.lecam_updates = 0
 
     def d_loss(self, real, fake, labels, rng):
-        real_logits, extra_loss, stats = self.d_on_real(self.see(real), rng)
-        fake_logits = self.D(self.see(fake))
+        seen_real = self.see(real)
+        real_logits, extra_loss, stats = self.d_on_real(seen_real, rng)
+        seen_fake = self.see(fake)
+        fake_logits = self.D(seen_fake)
         loss = self.d_objective(real_logits, fake_logits, labels, rng)
         if extra_loss is not None:
             loss = loss + extra_loss
@@ -78,6 +82,10 @@ class ClassifierLoss(LossFamily):
             reg = self.lecam(real_logits, fake_logits)
             loss = loss + self.config.lecam * reg
             stats["lecam"] = reg.item()
+        if self.config.bcr > 0:
+            reg = self.consistency(seen_real, real_logits, rng) + self.consistency(seen_fake, fake_logits, rng)
+            loss = loss + self.config.bcr * reg
+            stats["bcr"] = reg.item()
         return loss, {"D_real": float(real_logits.data.mean()), "D_fake": float(fake_logits.data.mean()),
                       **stats, **self.sign_stat(real_logits)}
 
@@ -101,6 +109,14 @@ class ClassifierLoss(LossFamily):
         above = F.relu(real_logits - self.lecam_fake)
         below = F.relu(self.lecam_real - fake_logits)
         return F.mean(above * above) + F.mean(below * below)
+
+    def consistency(self, seen, logits, rng):
+        """bCR's term for one side (Zhao et al. 2021): E ||D(x) - D(T(x))||^2 over the batch, x what D was shown,
+        T a flip and a few pixels' shift (:func:`minigan.augment.consistency_view`); both passes carry D's
+        gradient, neither the images'."""
+        view = Tensor(consistency_view(seen.data, rng))
+        diff = self.D(view) - logits
+        return F.sum(diff * diff) * (1.0 / diff.shape[0])
 
     def state_dict(self):
         state = super().state_dict()

@@ -112,6 +112,8 @@ class Trainer:
         self.G.train()
         self.D.train()
         stats = {}
+        scale = self.lr_scale()
+        self.opt_d.lr, self.opt_g.lr = c.lr_d * scale, c.lr_g * scale
         for _ in range(c.d_steps):
             batch, labels = self.sampler.next_batch()
             real = self._tensor(batch)
@@ -136,6 +138,12 @@ class Trainer:
         stats.update(step=self.step_count, loss_d=loss_d.item(), loss_g=loss_g.item())
         stats.update(self.loss.end_step(stats))
         return stats
+
+    def lr_scale(self) -> float:
+        """The learning rates' factor at this step: 1, or with --lr-decay N, (iters - t) / N over the last N
+        of the run's iterations (t = 0, 1, ...: the last step's is 1 / N)."""
+        c = self.config
+        return min(1.0, max(0.0, (c.iters - self.step_count) / c.lr_decay)) if c.lr_decay else 1.0
 
     def _update_ada(self, stats):
         """Every ADA_INTERVAL steps: p += sign(r_t - target) * (images shown since) / ada_images, clipped to

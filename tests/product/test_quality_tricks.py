@@ -1,11 +1,12 @@
-"""The small-data additions in a run: the FastGAN model and LeCam regularisation train, their losses are the
+"""The small-data additions in a run: the FastGAN model, LeCam regularisation and bCR train, their losses are the
 formulas, and a resumed run matches an uninterrupted one bit for bit, their state included."""
 import os
 
 import numpy as np
 import pytest
 
-from minigan import Tensor, checkpoint
+from minigan import Tensor, backend, checkpoint
+from minigan.augment import consistency_view
 from minigan.ops import hinge_d_loss
 from minigan.train import ConfigError, Trainer, run
 from minigan.train.losses import HingeLoss
@@ -72,9 +73,79 @@ def test_lecam_adds_its_regulariser_with_moving_averages(tmp_path):
     assert "lecam" not in off.state_dict()
 
 
-def test_lecam_on_an_autoencoder_d_is_a_clear_error(tmp_path):
-    with pytest.raises(ConfigError, match="--lecam"):
-        tiny_config(tmp_path, model="began", lecam=0.1)
+@pytest.mark.parametrize("flag,extra", [("--lecam", {"lecam": 0.1}), ("--bcr", {"bcr": 10.0})])
+def test_logit_regularisers_on_an_autoencoder_d_are_a_clear_error(tmp_path, flag, extra):
+    with pytest.raises(ConfigError, match=flag):
+        tiny_config(tmp_path, model="began", **extra)
+
+
+def test_consistency_view_flips_the_drawn_samples_then_shifts_them():
+    a = np.arange(4 * 2 * 8 * 8, dtype=np.float32).reshape(4, 2, 8, 8)
+    draws = np.random.default_rng(3)
+    flipped = draws.uniform(size=4) < 0.5
+    dy, dx = draws.integers(-1, 2, 4), draws.integers(-1, 2, 4)  # 8 px: shifts in [-1, 1]
+    out = consistency_view(a, np.random.default_rng(3))
+    assert flipped.any() and not flipped.all() and (dy != 0).any()  # this seed exercises every branch
+    for n in range(4):
+        src = a[n, :, :, ::-1] if flipped[n] else a[n]
+        want = np.zeros_like(src)
+        for i in range(8):
+            for j in range(8):
+                if 0 <= i + dy[n] < 8 and 0 <= j + dx[n] < 8:
+                    want[:, i, j] = src[:, i + dy[n], j + dx[n]]
+        np.testing.assert_array_equal(out[n], want, err_msg=f"sample {n}")
+    np.testing.assert_array_equal(a, np.arange(a.size, dtype=np.float32).reshape(a.shape))  # input untouched
+    emu = consistency_view(backend.to_device(a, "cuda-emu"), np.random.default_rng(3))  # CuPy's rules
+    np.testing.assert_array_equal(backend.to_numpy(emu), out)
+
+
+def test_bcr_adds_the_squared_logit_gaps_of_both_sides(tmp_path):
+    config = tiny_config(tmp_path, bcr=2.0)
+    D = _FixedD()
+    family = HingeLoss(config, D, lambda x: x)
+    images = Tensor(np.zeros((2, 3, 8, 8), dtype=np.float32))
+    real, fake = np.array([[0.5], [1.5]]), np.array([[-1.0], [0.2]])
+    real_t, fake_t = np.array([[0.1], [1.0]]), np.array([[-0.4], [0.0]])  # D on the transformed copies
+    D.outputs = [real, fake, real_t, fake_t]
+    loss, stats = family.d_loss(images, images, None, np.random.default_rng(0))
+    reg = ((real - real_t) ** 2).sum() / 2 + ((fake - fake_t) ** 2).sum() / 2
+    hinge = np.mean(np.maximum(1 - real, 0)) + np.mean(np.maximum(1 + fake, 0))
+    assert loss.item() == pytest.approx(hinge + 2.0 * reg) and stats["bcr"] == pytest.approx(reg)
+    assert D.outputs == []  # four passes: the two sides and their two transformed copies
+
+
+def test_bcr_trains_d_towards_agreeing_with_itself(tmp_path):
+    # the regulariser alone: its gradient reaches D's parameters, and a small step against it shrinks it
+    trainer = Trainer(tiny_config(tmp_path, bcr=1.0))
+    real = trainer._tensor(trainer.sampler.next_batch()[0])
+    seen = trainer.see(real)
+    logits = trainer.D(seen)
+    state = trainer.rng.bit_generator.state
+    reg = trainer.loss.consistency(seen, logits, trainer.rng)
+    trainer.D.zero_grad()
+    reg.backward()
+    grads = [p.grad for p in trainer.D.parameters()]
+    assert reg.item() > 0 and all(g is not None for g in grads) and any(np.abs(g).max() > 0 for g in grads)
+    scale = max(float(np.abs(g).max()) for g in grads)
+    for p, g in zip(trainer.D.parameters(), grads):
+        p.data -= 1e-3 * g / scale
+    trainer.rng.bit_generator.state = state
+    assert trainer.loss.consistency(seen, trainer.D(seen), trainer.rng).item() < reg.item()
+
+
+def test_lr_decay_falls_linearly_over_the_last_iterations(tmp_path):
+    trainer = Trainer(tiny_config(tmp_path, iters=10, lr_decay=4, lr_d=4e-4, lr_g=1e-4))
+    scales = []
+    for _ in range(10):
+        scales.append(trainer.lr_scale())
+        trainer.step()
+        assert (trainer.opt_d.lr, trainer.opt_g.lr) == pytest.approx((4e-4 * scales[-1], 1e-4 * scales[-1]))
+    assert scales == pytest.approx([1] * 6 + [1.0, 0.75, 0.5, 0.25])
+    constant = Trainer(tiny_config(tmp_path / "c", iters=10, lr_d=4e-4))
+    constant.step_count = 9
+    assert constant.lr_scale() == 1.0
+    constant.step()
+    assert constant.opt_d.lr == 4e-4
 
 
 def test_ada_moves_p_by_the_sign_of_d_on_reals(tmp_path):
@@ -102,7 +173,8 @@ def test_ada_on_an_autoencoder_d_is_a_clear_error(tmp_path):
 
 
 @pytest.mark.parametrize("model,extra", [("fastgan", {"lecam": 0.3}), ("sagan", {"lecam": 0.3}),
-                                         ("sagan", {"lecam": 0.3, "ada_target": 0.6, "ada_images": 20, "checkpoint_every": 3})])
+                                         ("sagan", {"lecam": 0.3, "ada_target": 0.6, "ada_images": 20, "checkpoint_every": 3}),
+                                         ("sagan", {"lecam": 0.3, "bcr": 10.0})])
 def test_resume_matches_an_uninterrupted_run_bit_for_bit(tmp_path, model, extra):
     # stopped at 6, between two ADA adjustments (every 4 steps): the signs of steps 5 and 6 must survive
     straight = tiny_config(tmp_path / "a", model=model, iters=10, **extra)
@@ -119,3 +191,29 @@ def test_resume_matches_an_uninterrupted_run_bit_for_bit(tmp_path, model, extra)
     assert meta_a["rng"] == meta_b["rng"]
     if "ada_target" in extra:
         assert meta_a["ada"] == meta_b["ada"] and len(meta_a["ada"]["signs"]) == 2
+
+
+def test_lr_decay_resumes_after_an_interruption_bit_for_bit(tmp_path, monkeypatch):
+    # the schedule is relative to --iters, so the run is interrupted (Ctrl-C at step 8, after the checkpoint of
+    # step 6, inside the decay) rather than shortened
+    extra = dict(iters=10, lr_decay=5, checkpoint_every=3)
+    straight = tiny_config(tmp_path / "a", **extra)
+    run(straight, progress=False, log=lambda *a: None)
+    step = Trainer.step
+
+    def interrupted(self):
+        if self.step_count == 7:
+            raise KeyboardInterrupt
+        return step(self)
+
+    monkeypatch.setattr(Trainer, "step", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run(tiny_config(tmp_path / "b", **extra), progress=False, log=lambda *a: None)
+    monkeypatch.setattr(Trainer, "step", step)
+    resumed = tiny_config(tmp_path / "b", **extra)
+    run(resumed, resume=True, progress=False, log=lambda *a: None)
+    a, meta_a = checkpoint.load(os.path.join(straight.out, checkpoint.FILENAME))
+    b, meta_b = checkpoint.load(os.path.join(resumed.out, checkpoint.FILENAME))
+    assert meta_a["step"] == meta_b["step"] == 10
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
