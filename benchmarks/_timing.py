@@ -178,6 +178,7 @@ class Case:
     fn: Callable[[], object]
     clock: object
     times: list = field(default_factory=list)  # seconds per call, one entry per repeat
+    setup: Callable[[], object] | None = None  # run before each repeat (and warm-up), outside the clock
 
     @property
     def median(self) -> float:
@@ -199,19 +200,28 @@ def calls_per_repeat(case: Case, target_s: float, max_calls: int = 10_000) -> in
 def time_interleaved(cases: list[Case], repeats: int, warmup: int = 1, target_s: float = 0.0) -> list[Case]:
     """Time every case ``repeats`` times, interleaved; fills ``case.times`` (s per call).
 
-    ``warmup`` untimed calls of each case come first (numba compilation, CUDA
+    ``case.setup`` (when given) runs before each case's warm-up and each of its repeats, untimed
+    (e.g. the thread counts it is timed at). ``warmup`` untimed calls of each case come first (numba compilation, CUDA
     module loading, allocator pools, PyTorch's lazy init). With ``target_s``
     > 0 each repeat runs a case enough times to last about that long
     (:func:`calls_per_repeat`); otherwise one call per repeat.
     """
     for case in cases:
+        if case.setup is not None:
+            case.setup()
         for _ in range(warmup):
             case.fn()
-    number = {c.name: calls_per_repeat(c, target_s) if target_s > 0 else 1 for c in cases}
+    number = {}
+    for case in cases:
+        if case.setup is not None and target_s > 0:
+            case.setup()
+        number[case.name] = calls_per_repeat(case, target_s) if target_s > 0 else 1
     for r in range(repeats):
         shift = r % len(cases)  # rotate the order, so neither side always runs first
         for case in cases[shift:] + cases[:shift]:
             n = number[case.name]
+            if case.setup is not None:
+                case.setup()
             case.clock.start()
             for _ in range(n):
                 case.fn()

@@ -28,9 +28,10 @@ work done. Everything is float32, at 64x64 and the seeds' width (64) unless
 Timing: warm-up steps excluded; minigan and PyTorch interleaved in one process
 (``_timing.time_interleaved``), median over ``--repeats``. Each side runs
 with its own default thread count, printed in the header (what a user
-gets), or with ``--threads N`` on both; ``--one-thread`` then also runs
-every case again with one thread on both sides (columns "1-thread"), so the
-default can be compared with the single-threaded figure. On the GPU, steps are timed with CUDA events, the peak
+gets), or with ``--threads N`` on both; ``--one-thread`` also times every
+case with one thread on both sides, interleaved with the default runs repeat
+by repeat (columns "1-thread"), so the default can be compared with the
+single-threaded figure without the host's drift between two passes. On the GPU, steps are timed with CUDA events, the peak
 GPU memory of one step is reported for each contender, and PyTorch also runs
 its best small-batch mode: the whole D+G iteration captured once as a CUDA
 graph and replayed (static inputs, ``Adam(capturable=True)``, no host reads).
@@ -224,9 +225,19 @@ def torch_step(name: str, batch: int, device: str, graph: bool = False, size: in
 # the benchmark
 # ---------------------------------------------------------------------------
 def bench_one(name: str, batch: int, device: str, repeats: int, warmup: int, size: int = 64,
-              width: int = 64) -> dict:
+              width: int = 64, defaults: dict | None = None) -> dict:
+    """One (model, batch) row; with ``defaults`` (the thread counts set_threads returned), every repeat also
+    times both sides on one thread, interleaved with the default runs (so host drift between the two modes
+    cannot pass for a thread effect)."""
     cases = [Case("minigan", minigan_step(name, batch, device, size, width), _timing.clock_for(device, "minigan")),
              Case("torch", torch_step(name, batch, device, size=size, width=width), _timing.clock_for(device, "torch"))]
+    if defaults is not None:
+        restore = lambda: _timing.set_threads(defaults["minigan_numba"], defaults["torch"])  # noqa: E731
+        one = lambda: _timing.set_threads(1)  # noqa: E731
+        for case in cases:
+            case.setup = restore
+        cases += [Case("minigan_1t", cases[0].fn, _timing.clock_for(device, "minigan"), setup=one),
+                  Case("torch_1t", cases[1].fn, _timing.clock_for(device, "torch"), setup=one)]
     if device == "cuda":
         cases.append(Case("torch_graph", torch_step(name, batch, device, graph=True, size=size, width=width),
                           _timing.clock_for(device, "torch")))
@@ -237,6 +248,10 @@ def bench_one(name: str, batch: int, device: str, repeats: int, warmup: int, siz
         result[f"{case.name}_img_s"] = batch / case.median
         result[f"{case.name}_times_ms"] = [t * 1e3 for t in case.times]
     result["ratio"] = ratio(result["minigan_ms"], result["torch_ms"])
+    if defaults is not None:
+        restore()
+        result["one_thread"] = {k.replace("_1t", ""): result.pop(k) for k in list(result) if "_1t" in k}
+        result["one_thread"]["ratio"] = ratio(result["one_thread"]["minigan_ms"], result["one_thread"]["torch_ms"])
     if device == "cuda":  # one more step of each, outside the timing: the memory hook slows CuPy down
         result["ratio_graph"] = ratio(result["minigan_ms"], result["torch_graph_ms"])
         for case in cases:
@@ -292,23 +307,23 @@ def main() -> None:
     print(f"one training iteration (D step + G step), {size}x{size} float32, width {width}, on {machine}; "
           f"{_timing.describe_threads(threads)}; median of {repeats} after {warmup} warm-up steps")
 
+    defaults = None
+    if args.one_thread and not gpu:
+        defaults = threads
+        one = _timing.set_threads(1)
+        _timing.set_threads(defaults["minigan_numba"], defaults["torch"])
+        print(f"and, interleaved with them, {_timing.describe_threads(one)}")
+        threads = dict(defaults, one_thread=one)
     results = []
     for name in args.models:
         for batch in batches:
-            results.append(bench_one(name, batch, args.device, repeats, warmup, size, width))
+            results.append(bench_one(name, batch, args.device, repeats, warmup, size, width, defaults))
             r = results[-1]
-            print(f"  {name} batch {batch}: minigan {r['minigan_ms']:.1f} ms, torch {r['torch_ms']:.1f} ms",
-                  flush=True)
-    if args.one_thread and not gpu:
-        default_threads = threads
-        one = _timing.set_threads(1)
-        print(f"again with {_timing.describe_threads(one)}")
-        for r in results:
-            r["one_thread"] = bench_one(r["model"], r["batch"], args.device, repeats, warmup, size, width)
-            print(f"  {r['model']} batch {r['batch']}: minigan {r['one_thread']['minigan_ms']:.1f} ms, "
-                  f"torch {r['one_thread']['torch_ms']:.1f} ms", flush=True)
-        _timing.set_threads(default_threads["minigan_numba"], default_threads["torch"])
-        threads = dict(default_threads, one_thread=one)
+            line = f"  {name} batch {batch}: minigan {r['minigan_ms']:.1f} ms, torch {r['torch_ms']:.1f} ms"
+            if defaults is not None:
+                line += (f"; 1 thread: minigan {r['one_thread']['minigan_ms']:.1f} ms, "
+                         f"torch {r['one_thread']['torch_ms']:.1f} ms")
+            print(line, flush=True)
     print()
     print(table(results, args.device))
     _timing.write_json(args.json, {"benchmark": "train_step", "machine": machine, "threads": threads,

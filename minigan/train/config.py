@@ -131,7 +131,8 @@ class TrainConfig:
     ema_start: int = _option(0, "iterations before the EMA starts tracking (it copies G until then)",
                              lo=0, hi=MAX_STEPS)
     lr_decay: int = _option(0, "the last N iterations' learning rates fall linearly towards 0 (both nets; "
-                            "CycleGAN's schedule; 0: constant)", lo=0, hi=MAX_STEPS)
+                            "CycleGAN's schedule; 0: constant); counted back from --iters, so a run resumed "
+                            "with more --iters is back at full rate until its new last N", lo=0, hi=MAX_STEPS)
     lecam: float = _option(0.0, "LeCam regularisation weight (Tseng et al. 2021; 0: off)", lo=0, hi=100)
     lecam_decay: float = _option(0.99, "decay of LeCam's moving averages of D's outputs, in [0, 1)",
                                  lo=0, hi=1, hi_open=True)
