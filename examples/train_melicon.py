@@ -10,8 +10,9 @@ to a few modes. Pass --recipe original for the original project's recipe alone.
 
 On a GPU it trains the original full model (64x64, width 64) for 3000 steps. On
 a CPU it trains the same architecture at 32x32, half width, with G's learning
-rate raised to D's (4e-4) for 3000 steps (4 min 47 s for a first run on an
-idle 2-core CPU, numba's compilation included), so a first run shows icons in minutes; pass --image-size 64 --width 64
+rate raised to D's (4e-4) for 3000 steps (3 min 45 s for a first run on an
+idle 2-core AMD EPYC, pip install and numba's compilation included; 4 min 47 s on
+an older Intel host), so a first run shows icons in minutes; pass --image-size 64 --width 64
 --lr-g 1e-4 for the original full recipe. On the CPU the augmentation is
 adaptive (ADA): DiffAugment's translation and cutout, each applied with a
 probability p that starts at 0 and rises while D is sure of the real images
