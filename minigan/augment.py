@@ -81,12 +81,17 @@ def translate(x, shifts):
     return Translate.apply(x, shifts=np.asarray(shifts, dtype=np.int64))
 
 
-def translation(x, rng: np.random.Generator, ratio: float = 0.125):
-    n, _, h, w = x.shape
+def random_shifts(n, h, w, rng: np.random.Generator, ratio: float = 0.125) -> np.ndarray:
+    """(N, 2) host ints (dy, dx), uniform in [-H*ratio, H*ratio] x [-W*ratio, W*ratio] (rounded); all dy drawn first."""
     max_dy, max_dx = int(h * ratio + 0.5), int(w * ratio + 0.5)
     dy = rng.integers(-max_dy, max_dy + 1, n)
     dx = rng.integers(-max_dx, max_dx + 1, n)
-    return translate(x, np.stack([dy, dx], axis=1))
+    return np.stack([dy, dx], axis=1)
+
+
+def translation(x, rng: np.random.Generator, ratio: float = 0.125):
+    n, _, h, w = x.shape
+    return translate(x, random_shifts(n, h, w, rng, ratio))
 
 
 def cutout_mask(n, h, w, rng: np.random.Generator, ratio: float = 0.5) -> np.ndarray:
@@ -150,5 +155,4 @@ def consistency_view(a, rng: np.random.Generator, ratio: float = 0.125):
     flipped = np.flatnonzero(rng.uniform(size=n) < 0.5)  # a NumPy index array: CuPy copies it over
     a = a.copy()
     a[flipped] = a[flipped][..., ::-1]
-    max_dy, max_dx = int(h * ratio + 0.5), int(w * ratio + 0.5)
-    return _shift(a, np.stack([rng.integers(-max_dy, max_dy + 1, n), rng.integers(-max_dx, max_dx + 1, n)], 1))
+    return _shift(a, random_shifts(n, h, w, rng, ratio))
