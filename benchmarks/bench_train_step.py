@@ -291,7 +291,8 @@ def main() -> None:
                         help="image size (default 64; 32: SAGAN only, the main example's CPU size)")
     parser.add_argument("--width", type=int, default=64, help="base channel width (default 64, the seeds')")
     parser.add_argument("--one-thread", action="store_true",
-                        help="also run every case with one thread on both sides (CPU)")
+                        help="also time every case with one thread on both sides, interleaved with the "
+                             "default runs (CPU)")
     args, threads = _timing.parse_args(parser, "bench_train_step")
     if threads is None:
         return

@@ -42,6 +42,11 @@ class SelfAttn(nn.Module):
         return self.gamma * out + x
 
 
+def _with_attention(layers):
+    """The module order of a SAGAN twin: its stride-2 layers, attn1 before the last of them and attn2 after it."""
+    return layers[:-1] + ["attn1", layers[-1], "attn2"]
+
+
 def _sagan_names(order, last):
     """MINIGAN_NAMES of a SAGAN twin whose minigan blocks (in order) are the torch modules ``order``."""
     return [(r"^(blocks|body)\.(\d)\.", lambda m: order[int(m[2])] + "."), (r"^(to_rgb|head)\.", last)] + SPECTRAL_NAMES
@@ -64,7 +69,7 @@ class SAGANGenerator(nn.Module):
         self.last = nn.Sequential(nn.ConvTranspose2d(conv_dim, 3, 4, 2, 1), nn.Tanh())
         self.attn1 = SelfAttn(conv_dim * 2)
         self.attn2 = SelfAttn(conv_dim)
-        self.order = ["l1", "l2", "l3", "attn1", "l4", "attn2"] if ups == 3 else ["l1", "l2", "attn1", "l3", "attn2"]
+        self.order = ["l1"] + _with_attention([f"l{i + 2}" for i in range(ups)])
         self.MINIGAN_NAMES = _sagan_names(self.order, "last.0.")
 
     @staticmethod
@@ -91,9 +96,7 @@ class SAGANDiscriminator(nn.Module):
         self.last = nn.Conv2d(top, 1, 4)
         self.attn1 = SelfAttn(top // 2)
         self.attn2 = SelfAttn(top)
-        self.order = [f"l{i + 1}" for i in range(downs)]
-        self.order[downs - 1:downs - 1] = ["attn1"]
-        self.order.append("attn2")
+        self.order = _with_attention([f"l{i + 1}" for i in range(downs)])
         self.MINIGAN_NAMES = _sagan_names(self.order, "last.")
 
     @staticmethod
