@@ -2,6 +2,7 @@
 
     python benchmarks/profile_cpu_step.py                      # SAGAN batch 5, 3 profiled steps
     python benchmarks/profile_cpu_step.py --model dcgan --batch 16 --steps 2 --top 30
+    python benchmarks/profile_cpu_step.py --image-size 32 --width 32 --batch 16   # the main example's network
 
 The step is ``bench_train_step.minigan_step`` (Trainer.step without data
 loading). After warm-up steps (numba compilation, allocator) and a few plain
@@ -203,8 +204,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3, help="profiled steps (each report)")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--top", type=int, default=25, help="rows of the cProfile report")
+    parser.add_argument("--image-size", type=int, default=64, choices=(32, 64, 128))
+    parser.add_argument("--width", type=int, default=64, help="base channel width (default 64, the seeds')")
     args, threads = _timing.parse_args(parser, "profile_cpu_step")
-    step = minigan_step(args.model, args.batch, "cpu")
+    step = minigan_step(args.model, args.batch, "cpu", args.image_size, args.width)
     for _ in range(args.warmup):
         step()
     plain = []
@@ -213,7 +216,7 @@ def main() -> None:
         step()
         plain.append(time.perf_counter() - t0)
     step_s = statistics.median(plain)
-    print(f"minigan {args.model} batch {args.batch}, CPU ({_timing.describe_machine('cpu')}, {_timing.describe_threads(threads)}): "
+    print(f"minigan {args.model} {args.image_size}x{args.image_size} width {args.width} batch {args.batch}, CPU ({_timing.describe_machine('cpu')}, {_timing.describe_threads(threads)}): "
           f"{step_s * 1e3:.0f} ms/step (median of {args.steps} uninstrumented steps)\n")
 
     print(f"1. cProfile, {args.steps} steps, top {args.top} by own time")

@@ -139,6 +139,11 @@ class TrainConfig:
     bcr: float = _option(0.0, "balanced consistency regularisation weight (bCR, Zhao et al. 2021): D's logits on "
                          "what it sees of real and fake images are pulled towards its logits on a flipped and "
                          "shifted copy (10 in the paper; 0: off)", lo=0, hi=100)
+    top_k: float = _option(0.0, "top-k training (Sinha et al. 2020): G learns only from the samples of its batch D "
+                           "rates most real, a share that starts at 1 and is multiplied by --top-k-decay every "
+                           "epoch, down to this share (0.5 in the paper; 0: off)", lo=0, hi=1)
+    top_k_decay: float = _option(0.99, "top-k: the kept share's factor per epoch (a pass over the data)",
+                                 lo=0, hi=1, lo_open=True)
     ada_target: float = _option(0.0, "adaptive augmentation (ADA, Karras et al. 2020): DiffAugment's probability p "
                                 "is tuned so that E[sign D(real)] stays at this target (0.6 in the paper; 0: off, "
                                 "p = 1)", lo=0, hi=1)
@@ -200,10 +205,14 @@ class TrainConfig:
             classifiers = [name for name, entry in MODELS.items() if entry.classifier]
             raise ConfigError(f"feature matching, minibatch discrimination and the semi-supervised D need a "
                               f"classifier D: use them with {', '.join(classifiers)}, not {self.model}.")
+        if self.top_k > 0 and (self.feature_matching or self.semi_supervised):
+            raise ConfigError("--top-k ranks fakes by one logit each; feature matching and the semi-supervised D "
+                              "give G another loss: leave --top-k at 0 with them.")
         autoencoder = self.model in MODELS and not MODELS[self.model].logits
         for flag, value, what in (("--ada-target", self.ada_target, "reads the sign of D's logits"),
                                   ("--lecam", self.lecam, "regularises a D that outputs logits"),
-                                  ("--bcr", self.bcr, "regularises a D that outputs logits")):
+                                  ("--bcr", self.bcr, "regularises a D that outputs logits"),
+                                  ("--top-k", self.top_k, "ranks fakes by D's logits")):
             if value > 0 and autoencoder:
                 raise ConfigError(f"{flag} {what}; {self.model}'s D is an autoencoder: leave {flag} at 0 for it.")
         return self

@@ -13,7 +13,9 @@
 
 With feature matching, every classifier family's G loss is ||E f(x) - E f(G(z))||^2 instead.
 With --lecam w > 0, every classifier family's L_D gains w * R_LeCam (ClassifierLoss.lecam); with --bcr w > 0,
-w * (E||D(x) - D(T(x))||^2 + E||D(G(z)) - D(T(G(z)))||^2) (bCR, ClassifierLoss.consistency).
+w * (E||D(x) - D(T(x))||^2 + E||D(G(z)) - D(T(G(z)))||^2) (bCR, ClassifierLoss.consistency). With --top-k,
+a classifier family's L_G is taken over the ``keep`` fakes of the batch with the highest logits only
+(top-k training, Sinha et al. 2020; ClassifierLoss.g_loss).
 
 One interface (:class:`LossFamily`): ``d_loss`` and ``g_loss`` return a scalar
 Tensor and the statistics to log; ``end_step`` updates the family's own state
@@ -44,8 +46,9 @@ class LossFamily:
         """(L_D, statistics) for a real batch, a detached fake batch and the real labels (or None)."""
         raise NotImplementedError
 
-    def g_loss(self, real, fake):
-        """(L_G, statistics) for the last real batch and a fake batch that carries G's graph."""
+    def g_loss(self, real, fake, keep=None):
+        """(L_G, statistics) for the last real batch and a fake batch that carries G's graph; ``keep``: how many
+        of the fakes G learns from (top-k training), or None for all."""
         raise NotImplementedError
 
     def end_step(self, stats: dict) -> dict:
@@ -129,13 +132,16 @@ class ClassifierLoss(LossFamily):
             real, fake, updates = meta.get("lecam", [0.0, 0.0, 0])
             self.lecam_real, self.lecam_fake, self.lecam_updates = float(real), float(fake), int(updates)
 
-    def g_loss(self, real, fake):
+    def g_loss(self, real, fake, keep=None):
         if self.config.feature_matching:
             with no_grad():
                 _, real_feats = self.D(self.see(real), features=True)
             _, fake_feats = self.D(self.see(fake), features=True)
             return feature_matching_loss(real_feats.detach(), fake_feats), {}
-        return self.g_objective(self.D(self.see(fake))), {}
+        logits = self.D(self.see(fake))
+        if keep is not None and keep < logits.shape[0]:
+            logits = top_logits(logits, keep)
+        return self.g_objective(logits), {}
 
     def d_objective(self, real_logits, fake_logits, labels, rng):
         raise NotImplementedError
@@ -174,6 +180,15 @@ class FastGANLoss(HingeLoss):
         target_full, target_part = self.D.targets(seen, q)
         recon = F.l1_loss(full, target_full) + F.l1_loss(part, target_part)
         return logits, recon, {"recon": recon.item()}
+
+
+def top_logits(logits, keep: int):
+    """The ``keep`` rows of ``logits`` with the highest (mean) logit, the highest first; the others get no
+    gradient. Ties go to the earlier row."""
+    xp = backend.array_module(logits.data)
+    scores = logits.data.reshape(logits.shape[0], -1).mean(axis=1)
+    order = xp.argsort(-scores, kind="stable") if xp is np else xp.argsort(-scores)
+    return logits[order[:keep]]
 
 
 def _logsumexp(x, axis=1):
@@ -215,7 +230,7 @@ class BEGANLoss(LossFamily):
         loss_real, loss_fake = self._recon(real), self._recon(fake)
         return loss_real - self.k_t * loss_fake, {"L_real": loss_real.item(), "L_fake": loss_fake.item()}
 
-    def g_loss(self, real, fake):
+    def g_loss(self, real, fake, keep=None):
         return self._recon(fake), {}
 
     def end_step(self, stats):

@@ -128,7 +128,7 @@ class Trainer:
                 self.ada_signs.append(extra["D_real_sign"])
         self.opt_g.zero_grad()
         with _frozen(self.D):  # D's weight gradients would be computed and thrown away
-            loss_g, extra = self.loss.g_loss(real, self.G(self._z(c.batch)))
+            loss_g, extra = self.loss.g_loss(real, self.G(self._z(c.batch)), keep=self.top_k_kept())
             loss_g.backward()
         self.opt_g.step()
         stats.update(extra)
@@ -138,6 +138,16 @@ class Trainer:
         stats.update(step=self.step_count, loss_d=loss_d.item(), loss_g=loss_g.item())
         stats.update(self.loss.end_step(stats))
         return stats
+
+    def top_k_kept(self) -> int | None:
+        """How many of the G step's fakes it learns from with --top-k (Sinha et al. 2020): the batch times
+        max(top_k_decay^epoch, top_k), rounded up, the epoch = images shown so far // the data's size; None
+        without --top-k."""
+        c = self.config
+        if c.top_k <= 0:
+            return None
+        epoch = self.step_count * c.batch // max(1, len(self.data.images))
+        return max(1, math.ceil(c.batch * max(c.top_k_decay ** epoch, c.top_k) - 1e-9))
 
     def lr_scale(self) -> float:
         """The learning rates' factor at this step: 1, or with --lr-decay N, (iters - t) / N over the last N

@@ -9,7 +9,7 @@ from minigan import Tensor, backend, checkpoint
 from minigan.augment import consistency_view
 from minigan.ops import hinge_d_loss
 from minigan.train import ConfigError, Trainer, run
-from minigan.train.losses import HingeLoss
+from minigan.train.losses import BCELoss, HingeLoss, top_logits
 from tests.product.conftest import tiny_config
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -42,9 +42,11 @@ class _FixedD:
 
     def __init__(self):
         self.outputs = []
+        self.last = None  # the Tensor of the last call (its gradient shows what the loss used)
 
     def __call__(self, x):
-        return Tensor(self.outputs.pop(0))
+        self.last = Tensor(self.outputs.pop(0), requires_grad=True)
+        return self.last
 
 
 def test_lecam_adds_its_regulariser_with_moving_averages(tmp_path):
@@ -133,6 +135,56 @@ def test_bcr_trains_d_towards_agreeing_with_itself(tmp_path):
     assert trainer.loss.consistency(seen, trainer.D(seen), trainer.rng).item() < reg.item()
 
 
+@pytest.mark.parametrize("family", [HingeLoss, BCELoss])
+def test_top_k_g_loss_learns_from_the_highest_logits_only(tmp_path, family):
+    D = _FixedD()
+    loss_family = family(tiny_config(tmp_path, top_k=0.5), D, lambda x: x)
+    logits = np.array([[0.3], [-1.0], [2.0], [0.3], [-0.2]])
+    D.outputs = [logits]
+    loss, _ = loss_family.g_loss(None, None, keep=3)  # rows 2, 0 and 3 (the tie keeps both 0.3s)
+    loss.backward()
+    kept = logits[[2, 0, 3]]
+    want = -kept.mean() if family is HingeLoss else np.mean(np.log1p(np.exp(-kept)))
+    assert loss.item() == pytest.approx(want)
+    grad = D.last.grad.ravel()
+    assert grad[1] == grad[4] == 0 and np.all(grad[[0, 2, 3]] != 0)
+    D.outputs = [logits]
+    full, _ = loss_family.g_loss(None, None, keep=None)  # off: the whole batch
+    assert full.item() == pytest.approx(-logits.mean() if family is HingeLoss
+                                        else np.mean(np.log1p(np.exp(-logits))))
+    D.outputs = [logits]
+    assert loss_family.g_loss(None, None, keep=5)[0].item() == pytest.approx(full.item())
+
+
+def test_top_logits_ranks_patch_logits_by_their_mean_on_every_device():
+    logits = np.array([[[1.0, -3.0]], [[0.5, 0.4]], [[-2.0, 5.0]]])  # means -1, 0.45, 1.5
+    for device in ("cpu", "cuda-emu"):
+        picked = top_logits(Tensor(backend.to_device(logits, device)), 2)
+        np.testing.assert_array_equal(backend.to_numpy(picked.data), logits[[2, 1]], err_msg=device)
+
+
+def test_top_k_keeps_a_share_that_decays_every_epoch_to_its_floor(tmp_path):
+    trainer = Trainer(tiny_config(tmp_path, batch=10, top_k=0.5, top_k_decay=0.8))
+    n = len(trainer.data.images)
+    first, last = {}, {}  # kept at the first and the last step of each epoch
+    for epoch in (0, 1, 2, 3, 4, 5, 50):
+        trainer.step_count = -(-epoch * n // 10)  # ceil(epoch * n / batch)
+        first[epoch] = trainer.top_k_kept()
+        trainer.step_count = -(-(epoch + 1) * n // 10) - 1
+        last[epoch] = trainer.top_k_kept()
+    assert first == last == {0: 10, 1: 8, 2: 7, 3: 6, 4: 5, 5: 5, 50: 5}  # ceil(10 * max(0.8^e, 0.5))
+    assert Trainer(tiny_config(tmp_path / "off")).top_k_kept() is None
+    trainer.step_count = 0
+    stats = trainer.step()  # a real step takes it
+    assert Trainer.losses_finite(stats)
+
+
+@pytest.mark.parametrize("extra", [dict(model="began"), dict(feature_matching=True), dict(semi_supervised=True)])
+def test_top_k_without_one_logit_per_fake_is_a_clear_error(tmp_path, extra):
+    with pytest.raises(ConfigError, match="--top-k"):
+        tiny_config(tmp_path, top_k=0.5, **extra)
+
+
 def test_lr_decay_falls_linearly_over_the_last_iterations(tmp_path):
     trainer = Trainer(tiny_config(tmp_path, iters=10, lr_decay=4, lr_d=4e-4, lr_g=1e-4))
     scales = []
@@ -174,7 +226,8 @@ def test_ada_on_an_autoencoder_d_is_a_clear_error(tmp_path):
 
 @pytest.mark.parametrize("model,extra", [("fastgan", {"lecam": 0.3}), ("sagan", {"lecam": 0.3}),
                                          ("sagan", {"lecam": 0.3, "ada_target": 0.6, "ada_images": 20, "checkpoint_every": 3}),
-                                         ("sagan", {"lecam": 0.3, "bcr": 10.0})])
+                                         ("sagan", {"lecam": 0.3, "bcr": 10.0}),
+                                         ("sagan", {"lecam": 0.3, "top_k": 0.5, "top_k_decay": 0.5})])
 def test_resume_matches_an_uninterrupted_run_bit_for_bit(tmp_path, model, extra):
     # stopped at 6, between two ADA adjustments (every 4 steps): the signs of steps 5 and 6 must survive
     straight = tiny_config(tmp_path / "a", model=model, iters=10, **extra)
