@@ -114,7 +114,30 @@ def describe_machine(device: str) -> str:
         cpu = names[0] if names else cpu
     except OSError:
         pass
-    return f"{cpu}, {os.cpu_count()} logical cores"
+    return f"{cpu}, {os.cpu_count()} logical cores; {describe_blas()}"
+
+
+def describe_blas() -> str:
+    """The kernels each side's BLAS runs: NumPy's OpenBLAS picks them by CPU at load time unless
+    OPENBLAS_CORETYPE forces a set (some machines set it for older OpenBLAS builds; on the AMD EPYC host
+    it pins Haswell's AVX2 kernels where a current NumPy picks SkylakeX's AVX-512 ones, 1.7-1.9x faster
+    products). A forced set is named, so a table never passes it off as what users get."""
+    import numpy  # noqa: F401  (loads its BLAS)
+    import threadpoolctl
+
+    numpy_blas = [f"{lib['internal_api']} {lib.get('version') or ''} {lib.get('architecture') or ''}".strip()
+                  for lib in threadpoolctl.threadpool_info() if lib["user_api"] == "blas" and "numpy" in lib["filepath"]]
+    line = f"NumPy BLAS: {', '.join(numpy_blas) or 'unknown'}"
+    forced = [f"{name}={os.environ[name]}" for name in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if name in os.environ]
+    if forced:
+        line += f" (forced by {' '.join(forced)}: OpenBLAS picks by CPU without it)"
+    try:
+        import torch
+
+        line += f"; torch: {torch.backends.cpu.get_cpu_capability()}"
+    except (ImportError, AttributeError):
+        pass
+    return line
 
 
 # ---------------------------------------------------------------------------

@@ -114,6 +114,38 @@ def _is_imagewise(src, per_image_bytes, kh, kw, sh, sw, oh, ow):
             and src.shape[0] >= IMAGEWISE_MIN_IMAGES * threads.width())
 
 
+#: the product-then-col2im runs channels last (cpu.col2im_channels_last) on the CPU when the image it
+#: writes has at most CHANNELS_LAST_MAX_PIXELS pixels and at least CHANNELS_LAST_MIN_CHANNELS channels, and
+#: the columns outnumber the weights (N*OH*OW >= K): the weights are laid out anew for it on every call.
+#: Measured, one thread, batch 16, float32, channels last / plane-wise (see cpu.col2im_channels_last):
+#: 128 -> 64 at 4x4 and 64 -> 32 at 8x8 (4x4, stride 2) 0.50 / 0.45; 256 -> 128 at 8x8 (5x5) 0.70;
+#: 512 -> 256 at 4x4 0.84 but at batch 5 1.46 (the weights' new layout, 3.3M values, is the cost: hence the
+#: third rule); 128 -> 64 at 16x16, 32x32 out, 1.17 against the image-by-image form (hence the first).
+CHANNELS_LAST_MAX_PIXELS = 16 * 16
+CHANNELS_LAST_MIN_CHANNELS = 16
+CHANNELS_LAST = True  # False: never (for A/B measurement and the tests of the other forms)
+
+
+def _is_channels_last(src, shape, oh, ow):
+    """Whether _product_col2im runs channels last (the CPU, a small map out, enough channels; see above)."""
+    n, c, h, wd = shape
+    return (CHANNELS_LAST and backend.array_module(src) is np and h * wd <= CHANNELS_LAST_MAX_PIXELS
+            and c >= CHANNELS_LAST_MIN_CHANNELS and n * oh * ow >= src.shape[1])
+
+
+def _product_col2im_channels_last(w_t, src, shape, kh, kw, sh, sw, ph, pw, oh, ow):
+    """col2im(w_t @ src) with the channels innermost: rows (N*OH*OW, K) of src, times the weights laid out
+    (K, KH*KW*C), summed by cpu.col2im_channels_last into (N, H, W, C), then turned channels first."""
+    n, c, h, wd = shape
+    k = src.shape[1]
+    rows = np.ascontiguousarray(src.transpose(0, 2, 1)).reshape(n * oh * ow, k)
+    w_rows = np.ascontiguousarray(w_t.reshape(c, kh * kw, k).transpose(2, 1, 0)).reshape(k, kh * kw * c)
+    cols = threads.matmul(rows, w_rows)
+    out = np.empty((n, h, wd, c), dtype=cols.dtype)
+    cpu.col2im_channels_last(cols, out, kh, kw, sh, sw, ph, pw, oh, ow)
+    return np.ascontiguousarray(out.transpose(0, 3, 1, 2))
+
+
 def _product_col2im(w_t, src, src_cf, shape, kh, kw, sh, sw, ph, pw, oh, ow):
     """col2im(w_t @ src) of the given (N, C, H, W) ``shape``, summing overlaps; w_t (C*KH*KW, K),
     src (N, K, OH*OW) batch first and ``src_cf`` the same values channels first, (K, N*OH*OW) (both
@@ -128,6 +160,8 @@ def _product_col2im(w_t, src, src_cf, shape, kh, kw, sh, sw, ph, pw, oh, ow):
     """
     n, c, h, wd = shape
     dtype = np.result_type(w_t, src)
+    if _is_channels_last(src, shape, oh, ow):
+        return _product_col2im_channels_last(w_t, src, shape, kh, kw, sh, sw, ph, pw, oh, ow)
     if not _is_imagewise(src, w_t.shape[0] * oh * ow * dtype.itemsize, kh, kw, sh, sw, oh, ow):
         cols = threads.matmul(w_t, src_cf)
         return backend.kernels_for(src).col2im(cols, n, c, h, wd, kh, kw, sh, sw, ph, pw, oh, ow)

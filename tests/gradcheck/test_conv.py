@@ -32,13 +32,18 @@ CONVT_CASES = [
 ]
 
 
-@pytest.fixture(autouse=True, params=["whole batch", "image by image"])
+@pytest.fixture(autouse=True, params=["whole batch", "image by image", "channels last"])
 def product_col2im(request, monkeypatch):
-    """Every test here twice on the CPU: the input gradient's and conv_transpose2d's product + col2im over
-    the whole batch, and image by image (conv._product_col2im), forced even for these small shapes."""
+    """Every test here three times on the CPU: the input gradient's and conv_transpose2d's product + col2im
+    over the whole batch, image by image, and channels last (conv._product_col2im), each forced for every
+    shape (the default rules pick among them by shape)."""
     if request.param == "image by image":
         for name in ("IMAGEWISE_ABOVE", "IMAGEWISE_MIN_EXPANSION", "IMAGEWISE_MIN_PIXELS", "IMAGEWISE_MIN_IMAGES"):
             monkeypatch.setattr(conv, name, 0)
+    if request.param == "channels last":
+        monkeypatch.setattr(conv, "_is_channels_last", lambda src, shape, oh, ow: backend.array_module(src) is np)
+    else:
+        monkeypatch.setattr(conv, "CHANNELS_LAST", False)
     return request.param
 
 
@@ -141,3 +146,19 @@ def test_image_by_image_equals_the_whole_batch_at_dcgans_size(monkeypatch, produ
     monkeypatch.setattr(conv, "IMAGEWISE_ABOVE", float("inf"))
     for got, want in zip(imagewise, both()):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_channels_last_is_taken_for_small_maps_out_with_more_columns_than_weights(product_col2im, monkeypatch):
+    """The default rule (conv._is_channels_last): the main example's SAGAN (32x32, width 32, batch 16) takes it
+    for its 4x4 -> 8x8 and 8x8 -> 16x16 layers; a 32x32 map out, 3 channels, or DCGAN's 512 -> 256 at batch 5
+    (80 columns' rows for 512 weights' rows) do not; nor does a device array."""
+    if product_col2im != "whole batch":
+        pytest.skip("this test is about the default rule")
+    monkeypatch.setattr(conv, "CHANNELS_LAST", True)
+    src = lambda n, k, px: np.zeros((n, k, px), np.float32)  # noqa: E731
+    assert conv._is_channels_last(src(16, 128, 16), (16, 64, 8, 8), 4, 4)
+    assert conv._is_channels_last(src(16, 64, 64), (16, 32, 16, 16), 8, 8)
+    assert not conv._is_channels_last(src(16, 32, 256), (16, 3, 32, 32), 16, 16)
+    assert not conv._is_channels_last(src(16, 64, 256), (16, 32, 32, 32), 16, 16)
+    assert not conv._is_channels_last(src(5, 512, 16), (5, 256, 8, 8), 4, 4)
+    assert not conv._is_channels_last(backend.to_device(src(16, 128, 16), "cuda-emu"), (16, 64, 8, 8), 4, 4)

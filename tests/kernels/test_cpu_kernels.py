@@ -146,6 +146,19 @@ def test_col2im(rng, geometry, dtype):
     np.testing.assert_allclose(x, reference.col2im(cols, n, c, h, w, *args), **tolerance(dtype))
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("geometry", CONV_GEOMETRIES, ids=geometry_id)
+def test_col2im_channels_last(rng, geometry, dtype):
+    """The same sums as col2im with both layouts turned: cols (N*OH*OW, KH*KW*C) in, (N, H, W, C) out."""
+    (n, c, h, w), args = conv_args(geometry)
+    kh, kw, *_, oh, ow = args
+    cols = randn(rng, (c * kh * kw, n * oh * ow), dtype)
+    rows = np.ascontiguousarray(cols.reshape(c, kh * kw, n * oh * ow).transpose(2, 1, 0)).reshape(n * oh * ow, -1)
+    out = np.full((n, h, w, c), np.nan, dtype=dtype)  # every pixel must be written
+    assert cpu.col2im_channels_last(rows, out, *args) is out
+    np.testing.assert_allclose(out.transpose(0, 3, 1, 2), reference.col2im(cols, n, c, h, w, *args), **tolerance(dtype))
+
+
 @pytest.mark.parametrize("geometry", CONV_GEOMETRIES, ids=geometry_id)
 def test_col2im_is_the_adjoint_of_im2col(rng, geometry):
     """<im2col(x), c> == <x, col2im(c)>: what makes col2im the input gradient of conv2d."""
