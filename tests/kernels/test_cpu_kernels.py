@@ -135,28 +135,24 @@ def test_im2col_rows(rng, geometry, dtype):
         np.testing.assert_array_equal(buf, want)
 
 
+@pytest.mark.parametrize("layout", ["planes", "channels last"])
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("geometry", CONV_GEOMETRIES, ids=geometry_id)
-def test_col2im(rng, geometry, dtype):
+def test_col2im(rng, geometry, dtype, layout):
+    """Both forms against the reference; channels last takes and gives the same values with both layouts
+    turned: cols (N*OH*OW, KH*KW*C) in, (N, H, W, C) out."""
     (n, c, h, w), args = conv_args(geometry)
     kh, kw, *_, oh, ow = args
     cols = randn(rng, (c * kh * kw, n * oh * ow), dtype)
-    x = cpu.col2im(cols, n, c, h, w, *args)
+    if layout == "planes":
+        x = cpu.col2im(cols, n, c, h, w, *args)
+    else:
+        rows = np.ascontiguousarray(cols.reshape(c, kh * kw, -1).transpose(2, 1, 0)).reshape(n * oh * ow, -1)
+        out = np.full((n, h, w, c), np.nan, dtype=dtype)  # every pixel must be written
+        assert cpu.col2im_channels_last(rows, out, *args) is out
+        x = out.transpose(0, 3, 1, 2)
     assert x.dtype == dtype and x.shape == (n, c, h, w)
     np.testing.assert_allclose(x, reference.col2im(cols, n, c, h, w, *args), **tolerance(dtype))
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("geometry", CONV_GEOMETRIES, ids=geometry_id)
-def test_col2im_channels_last(rng, geometry, dtype):
-    """The same sums as col2im with both layouts turned: cols (N*OH*OW, KH*KW*C) in, (N, H, W, C) out."""
-    (n, c, h, w), args = conv_args(geometry)
-    kh, kw, *_, oh, ow = args
-    cols = randn(rng, (c * kh * kw, n * oh * ow), dtype)
-    rows = np.ascontiguousarray(cols.reshape(c, kh * kw, n * oh * ow).transpose(2, 1, 0)).reshape(n * oh * ow, -1)
-    out = np.full((n, h, w, c), np.nan, dtype=dtype)  # every pixel must be written
-    assert cpu.col2im_channels_last(rows, out, *args) is out
-    np.testing.assert_allclose(out.transpose(0, 3, 1, 2), reference.col2im(cols, n, c, h, w, *args), **tolerance(dtype))
 
 
 @pytest.mark.parametrize("geometry", CONV_GEOMETRIES, ids=geometry_id)
