@@ -147,6 +147,7 @@ class Trainer:
         if c.top_k <= 0:
             return None
         epoch = self.step_count * c.batch // max(1, len(self.data.images))
+        # - 1e-9: a share times the batch that should be whole (16 * 0.5) and rounds a hair above it stays whole
         return max(1, math.ceil(c.batch * max(c.top_k_decay ** epoch, c.top_k) - 1e-9))
 
     def lr_scale(self) -> float:
