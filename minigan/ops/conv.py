@@ -133,14 +133,14 @@ def _is_channels_last(src, shape, oh, ow):
             and c >= CHANNELS_LAST_MIN_CHANNELS and n * oh * ow >= src.shape[1])
 
 
-def _product_col2im_channels_last(w_t, src, shape, kh, kw, sh, sw, ph, pw, oh, ow):
-    """col2im(w_t @ src) with the channels innermost: rows (N*OH*OW, K) of src, times the weights laid out
-    (K, KH*KW*C), summed by cpu.col2im_channels_last into (N, H, W, C), then turned channels first."""
+def _product_col2im_channels_last(w_t, src_cf, shape, kh, kw, sh, sw, ph, pw, oh, ow):
+    """col2im(w_t @ src) with the channels innermost: the rows (N*OH*OW, K) of src (``src_cf`` read
+    transposed: BLAS takes the view, no copy), times the weights laid out (K, KH*KW*C), summed by
+    cpu.col2im_channels_last into (N, H, W, C), then turned channels first."""
     n, c, h, wd = shape
-    k = src.shape[1]
-    rows = np.ascontiguousarray(src.transpose(0, 2, 1)).reshape(n * oh * ow, k)
+    k = src_cf.shape[0]
     w_rows = np.ascontiguousarray(w_t.reshape(c, kh * kw, k).transpose(2, 1, 0)).reshape(k, kh * kw * c)
-    cols = threads.matmul(rows, w_rows)
+    cols = threads.matmul(src_cf.T, w_rows)
     out = np.empty((n, h, wd, c), dtype=cols.dtype)
     cpu.col2im_channels_last(cols, out, kh, kw, sh, sw, ph, pw, oh, ow)
     return np.ascontiguousarray(out.transpose(0, 3, 1, 2))
@@ -161,7 +161,7 @@ def _product_col2im(w_t, src, src_cf, shape, kh, kw, sh, sw, ph, pw, oh, ow):
     n, c, h, wd = shape
     dtype = np.result_type(w_t, src)
     if _is_channels_last(src, shape, oh, ow):
-        return _product_col2im_channels_last(w_t, src, shape, kh, kw, sh, sw, ph, pw, oh, ow)
+        return _product_col2im_channels_last(w_t, src_cf, shape, kh, kw, sh, sw, ph, pw, oh, ow)
     if not _is_imagewise(src, w_t.shape[0] * oh * ow * dtype.itemsize, kh, kw, sh, sw, oh, ow):
         cols = threads.matmul(w_t, src_cf)
         return backend.kernels_for(src).col2im(cols, n, c, h, wd, kh, kw, sh, sw, ph, pw, oh, ow)
