@@ -235,6 +235,69 @@ def winograd_output(m, y, n, ty0, ty1):
     _winograd_output(m, y, n, ty0, ty1)
 
 
+# The weight gradient by the same algorithm is the forward pass read backwards (its adjoint): with
+# M = U * V per tile and y = A^T M A, the output gradient g gives dM = A g A^T per tile (the adjoint
+# of the output transform), dU[a,b] (OC, C) = sum over tiles of dM[a,b] (OC, T) @ V[a,b]^T (T, C),
+# and dw = G^T dU G (the adjoint of the filter transform). The 16 products have the tiles as their
+# inner dimension; 16 multiplications per tile and channel pair, as in the forward pass.
+@numba.njit(**_jit)
+def _winograd_output_adjoint(g, dm, n, ty0, ty1):
+    oc, w = g.shape[1], g.shape[3]
+    tw = w // 2
+    # A = [[1, 0], [1, 1], [1, -1], [0, -1]]: row a of A g takes top * ca[a] + bottom * cb[a]
+    ca, cb = (1.0, 1.0, 1.0, 0.0), (0.0, 1.0, -1.0, -1.0)
+    for o in range(oc):
+        for ty in range(ty0, ty1):
+            base = (ty - ty0) * tw
+            top, bottom = g[n, o, 2 * ty], g[n, o, 2 * ty + 1]
+            for a in range(4):  # 4 output rows at a time: 16 streams 64 KiB apart would thrash L1's sets
+                p, q = dm[4 * a, o, base:], dm[4 * a + 1, o, base:]
+                r, s = dm[4 * a + 2, o, base:], dm[4 * a + 3, o, base:]
+                u, v = ca[a], cb[a]
+                for tx in range(tw):
+                    e0 = u * top[2 * tx] + v * bottom[2 * tx]
+                    e1 = u * top[2 * tx + 1] + v * bottom[2 * tx + 1]
+                    p[tx] = e0  # then A along the tile's 2 columns: e0, e0 + e1, e0 - e1, -e1
+                    q[tx] = e0 + e1
+                    r[tx] = e0 - e1
+                    s[tx] = -e1
+
+
+def winograd_output_adjoint(g, dm, n, ty0, ty1):
+    """dM (16, OC, T) = A g A^T of each 2x2 tile of image n's tile rows ty0..ty1-1 of the output
+    gradient g (N, OC, H, W): what winograd_output's tiles pass back to M. dM[4a + b, o, (ty - ty0) *
+    W/2 + tx], with A = [[1, 0], [1, 1], [1, -1], [0, -1]] (A^T is winograd_output's matrix)."""
+    _winograd_output_adjoint(g, dm, n, ty0, ty1)
+
+
+@numba.njit(**_jit)
+def _winograd_filter_adjoint(du, gw):
+    oc, c_in = gw.shape[:2]
+    t = np.empty((4, 3))
+    for o in range(oc):
+        for c in range(c_in):
+            for a in range(4):  # (.) G along the columns: G^T's rows (1, .5, .5, 0), (0, .5, -.5, 0), (0, .5, .5, 1)
+                h0, h1, h2, h3 = float(du[4 * a, o, c]), float(du[4 * a + 1, o, c]), float(du[4 * a + 2, o, c]), \
+                    float(du[4 * a + 3, o, c])
+                t[a, 0] = h0 + 0.5 * (h1 + h2)
+                t[a, 1] = 0.5 * (h1 - h2)
+                t[a, 2] = 0.5 * (h1 + h2) + h3
+            for j in range(3):  # then G^T (.) down the rows
+                g0, g1, g2, g3 = t[0, j], t[1, j], t[2, j], t[3, j]
+                gw[o, c, 0, j] = g0 + 0.5 * (g1 + g2)
+                gw[o, c, 1, j] = 0.5 * (g1 - g2)
+                gw[o, c, 2, j] = 0.5 * (g1 + g2) + g3
+
+
+def winograd_filter_adjoint(du):
+    """dw (OC, C, 3, 3) = G^T dU G for dU (16, OC, C): what winograd_filter passes back to the 3x3
+    filters (G as there); computed in float64, stored in du's dtype."""
+    (du,) = _contiguous(du)
+    gw = np.empty((du.shape[1], du.shape[2], 3, 3), dtype=du.dtype)
+    _winograd_filter_adjoint(du, gw)
+    return gw
+
+
 # ---------------------------------------------------------------------------
 # col2im.cu
 # ---------------------------------------------------------------------------

@@ -31,8 +31,9 @@ on even-sized images (all of BEGAN's) take Winograd F(2x2, 3x3) instead for
 the forward pass and the input gradient (:func:`_winograd_conv`, Lavin &
 Gray 2016): 16 multiplications per 2x2 outputs and channel pair where the
 direct form takes 36, block by block as above; measured 1.3-1.4x faster per
-layer and BEGAN's step 0.88-0.90x on this machine. The GPU keeps the im2col
-path.
+layer and BEGAN's step 0.88-0.90x on this machine. Their weight gradient is
+the same algorithm's adjoint (:func:`_winograd_weight_grad`). The GPU keeps
+the im2col path.
 
 A 1x1 convolution with stride 1 and no padding (SAGAN's attention has 12)
 needs neither kernel: each column is one pixel's channel vector, so the
@@ -260,10 +261,7 @@ def _winograd_conv(x, w):
     u = cpu.winograd_filter(w.astype(dtype, copy=False))  # (16, OC, C): G g G^T
     x = np.ascontiguousarray(x, dtype=dtype)
     th, tw = h // 2, wd // 2
-    # tile rows per block: as many as fit WINOGRAD_BLOCK_BYTES, and at least 4 blocks per thread
-    # (they are taken dynamically: a thread that finishes early takes the next)
-    per = max(1, min(th, WINOGRAD_BLOCK_BYTES // (16 * max(c, oc) * tw * x.dtype.itemsize),
-                     -(-n * th // (4 * threads.width()))))
+    blocks, per = _winograd_blocks(n, th, tw, max(c, oc), x.dtype.itemsize)
     y = np.empty((n, oc, h, wd), dtype=dtype)
 
     def block(b):
@@ -275,8 +273,59 @@ def _winograd_conv(x, w):
         m = np.matmul(u, v, out=threads.scratch((16, oc, tiles), u.dtype, slot=1))
         cpu.winograd_output(m, y, i, t0, t1)
 
-    threads.parallel(block, [(i, t0) for i in range(n) for t0 in range(0, th, per)])
+    threads.parallel(block, blocks)
     return y
+
+
+def _winograd_blocks(n, th, tw, channels, itemsize):
+    """(image, first tile row) of each block and the tile rows per block: as many as fit
+    WINOGRAD_BLOCK_BYTES of 16 x ``channels`` x tiles, and at least 4 blocks per thread (they are
+    taken dynamically: a thread that finishes early takes the next)."""
+    per = max(1, min(th, WINOGRAD_BLOCK_BYTES // (16 * channels * tw * itemsize), -(-n * th // (4 * threads.width()))))
+    return [(i, t0) for i in range(n) for t0 in range(0, th, per)], per
+
+
+#: the weight gradient of a Winograd layer by Winograd too (False: blocked im2col + GEMM); for A/B runs
+WINOGRAD_WEIGHT_GRAD = True
+#: and only on images of at least this many pixels: its 16 products per block have the block's tiles
+#: as their inner dimension, and an 8x8 image has 16. Measured, 2 threads, Winograd / blocked weight
+#: gradient: 64 -> 64 at 64x64 0.79-0.92, 128 -> 128 at 32x32 0.61-0.72, 192 -> 192 at 16x16 0.69-0.85,
+#: 64 -> 64 at 16x16 0.76; at 8x8 1.59 (64 channels) and 2.24 (256)
+WINOGRAD_WEIGHT_GRAD_MIN_PIXELS = 256
+
+
+def _is_winograd_weight_grad(x, g, kh, kw, ph, pw):
+    """A Winograd layer (see _is_winograd) on an image of WINOGRAD_WEIGHT_GRAD_MIN_PIXELS or more
+    whose output gradient has WINOGRAD_MIN_CHANNELS channels too: with 3 of them (BEGAN's last
+    layers) the flipped blocked form reads 27 rows of g's columns instead."""
+    return (WINOGRAD_WEIGHT_GRAD and _is_winograd(x, kh, kw, ph, pw) and g.shape[1] >= WINOGRAD_MIN_CHANNELS
+            and x.shape[2] * x.shape[3] >= WINOGRAD_WEIGHT_GRAD_MIN_PIXELS)
+
+
+def _winograd_weight_grad(x, g):
+    """d(loss)/dw (OC, C, 3, 3) of the Winograd conv2d of x (N, C, H, W), from g (N, OC, H, W).
+
+    Its adjoint, block by block as the forward pass (cpu.winograd_output_adjoint has the algebra):
+    V of the block's tiles of x, dM of the same tiles of g, the 16 products dM[a,b] @ V[a,b]^T
+    summed over the blocks in block order (the same bits every run), then G^T dU G.
+    """
+    n, c, h, wd = x.shape
+    oc = g.shape[1]
+    th, tw = h // 2, wd // 2
+    blocks, per = _winograd_blocks(n, th, tw, max(c, oc), x.dtype.itemsize)
+
+    def block_weight_grad(b):
+        i, t0 = b
+        t1 = min(th, t0 + per)
+        tiles = (t1 - t0) * tw
+        v = threads.scratch((16, c, tiles), x.dtype)
+        cpu.winograd_input(x, v, i, t0, t1)
+        dm = threads.scratch((16, oc, tiles), g.dtype, slot=1)
+        cpu.winograd_output_adjoint(g, dm, i, t0, t1)
+        return np.matmul(dm, v.transpose(0, 2, 1))  # (16, OC, C)
+
+    parts = threads.parallel(block_weight_grad, blocks)
+    return cpu.winograd_filter_adjoint(sum(parts[1:], parts[0]))
 
 
 def _stride1_conv(x, w, ph, pw):
@@ -309,6 +358,8 @@ def _weight_grad(x, g, w, kh, kw, ph, pw):
     turned by 180 degrees. With 64 channels in and 3 out (BEGAN's last layers) the columns are 27 rows
     of g's instead of 576 of x's: (16, 64, 64, 64) to 3 channels, 23.9 -> 3.0 ms (2 threads).
     """
+    if _is_winograd_weight_grad(x, g, kh, kw, ph, pw):
+        return _winograd_weight_grad(x, g)
     if w.shape[0] >= w.shape[1]:
         return _blocked_conv_weight_grad(x, g, kh, kw, ph, pw)
     return _flipped(_blocked_conv_weight_grad(g, x, kh, kw, kh - 1 - ph, kw - 1 - pw))
@@ -376,8 +427,6 @@ class Conv2d(Function):
         kh, kw, ph, pw = ctx.geometry[4], ctx.geometry[5], ctx.geometry[8], ctx.geometry[9]
         g = np.ascontiguousarray(g)
         gx = _stride1_conv(g, _flipped(w), kh - 1 - ph, kw - 1 - pw) if ctx.needs_grad[0] else None
-        # the weight gradient stays blocked im2col: its Winograd form (dU = sum of dM V^T over the blocks,
-        # then G^T dU G) was measured 1.1-1.4x slower here (16 products with a 64x64 result per block)
         gw = _weight_grad(x, g, w, kh, kw, ph, pw) if ctx.needs_grad[1] else None
         gb = g.sum(axis=(0, 2, 3)) if ctx.needs_grad[2] else None
         return gx, gw, gb

@@ -1,6 +1,7 @@
-"""The CPU's Winograd F(2x2, 3x3) convolution (minigan.ops.conv._winograd_conv, the transforms in
-minigan.backend.cpu): values against the direct loop in float64 and float32, gradients in float64
-through conv2d, blocks of one tile row to whole images, and which layers take it."""
+"""The CPU's Winograd F(2x2, 3x3) convolution (minigan.ops.conv._winograd_conv and
+_winograd_weight_grad, the transforms in minigan.backend.cpu): values and weight gradients against
+the direct loop in float64 and float32, gradients in float64 through conv2d, blocks of one tile row
+to whole images, and which layers take it."""
 import contextlib
 
 import numpy as np
@@ -20,14 +21,19 @@ CASES = [((2, 3, 8, 6), 4),    # several tile rows and columns, non-square
 
 
 @contextlib.contextmanager
-def winograd_everywhere(block_bytes):
-    """Small inputs take the stride-1 path (and so Winograd), in blocks of about ``block_bytes``."""
-    saved = conv.BLOCKED_ABOVE, conv.WINOGRAD_BLOCK_BYTES, conv.WINOGRAD_MIN_CHANNELS
-    conv.BLOCKED_ABOVE, conv.WINOGRAD_BLOCK_BYTES, conv.WINOGRAD_MIN_CHANNELS = 0, block_bytes, 1
+def winograd_everywhere(block_bytes, weight_grad=True):
+    """Small inputs take the stride-1 path (and so Winograd), in blocks of about ``block_bytes``; the
+    weight gradient too unless ``weight_grad`` is False."""
+    names = ("BLOCKED_ABOVE", "WINOGRAD_BLOCK_BYTES", "WINOGRAD_MIN_CHANNELS", "WINOGRAD_WEIGHT_GRAD_MIN_PIXELS",
+             "WINOGRAD_WEIGHT_GRAD")
+    saved = [getattr(conv, name) for name in names]
+    for name, value in zip(names, (0, block_bytes, 1, 0, weight_grad)):
+        setattr(conv, name, value)
     try:
         yield
     finally:
-        conv.BLOCKED_ABOVE, conv.WINOGRAD_BLOCK_BYTES, conv.WINOGRAD_MIN_CHANNELS = saved
+        for name, value in zip(names, saved):
+            setattr(conv, name, value)
 
 
 @pytest.mark.parametrize("block_bytes", [1, 1 << 9, 1 << 20])  # one tile row a block .. the whole image
@@ -44,14 +50,42 @@ def test_winograd_matches_the_direct_loop(shape, oc, block_bytes):
     np.testing.assert_allclose(got32, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
 
 
+def direct_weight_grad(x, g):
+    """dw[o, c, i, j] = sum over n, y, x of g[n, o, y, x] * x[n, c, y + i - 1, x + j - 1] (zero outside)."""
+    n, c, h, w = x.shape
+    xp = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
+    dw = np.zeros((g.shape[1], c, 3, 3))
+    for i in range(3):
+        for j in range(3):
+            dw[:, :, i, j] = np.einsum("noyx,ncyx->oc", g, xp[:, :, i:i + h, j:j + w])
+    return dw
+
+
+@pytest.mark.parametrize("block_bytes", [1, 1 << 9, 1 << 20])
+@pytest.mark.parametrize("shape,oc", CASES)
+def test_winograd_weight_grad_matches_the_direct_loop(shape, oc, block_bytes):
+    rng = np.random.default_rng(1)
+    x, g = rng.standard_normal(shape), rng.standard_normal((shape[0], oc) + shape[2:])
+    with winograd_everywhere(block_bytes):
+        got = conv._winograd_weight_grad(x, g)
+        got32 = conv._winograd_weight_grad(x.astype(np.float32), g.astype(np.float32))
+    want = direct_weight_grad(x, g)
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+    assert got32.dtype == np.float32
+    np.testing.assert_allclose(got32, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
+
+
 @checks(Conv2d)
+@pytest.mark.parametrize("winograd_weight_grad", [True, False], ids=["winograd dw", "blocked dw"])
 @pytest.mark.parametrize("shape,oc", CASES[:3])
-def test_conv2d_gradients_through_winograd(shape, oc):
+def test_conv2d_gradients_through_winograd(shape, oc, winograd_weight_grad):
     """Forward and input gradient by Winograd (the input gradient is a 3x3 padding-1 convolution too),
-    the weight gradient by the blocked path."""
-    with winograd_everywhere(1 << 9):
+    the weight gradient by Winograd or by the blocked path."""
+    with winograd_everywhere(1 << 9, weight_grad=winograd_weight_grad):
         assert conv._is_blocked(np.zeros(shape), 3, 3, 1, 1, 1, 1, shape[2], shape[3])
         assert conv._is_winograd(np.zeros(shape), 3, 3, 1, 1)
+        g = np.zeros((shape[0], oc) + shape[2:])
+        assert conv._is_winograd_weight_grad(np.zeros(shape), g, 3, 3, 1, 1) == winograd_weight_grad
         x = tensor(shape, "cpu", 0)
         w = tensor((oc, shape[1], 3, 3), "cpu", 1, scale=0.5)
         b = tensor((oc,), "cpu", 2)
@@ -67,4 +101,10 @@ def test_which_convolutions_take_winograd():
     assert not conv._is_winograd(x, 5, 5, 2, 2)
     assert not conv._is_winograd(x, 3, 3, 0, 0)
     assert not conv._is_winograd(x[:, :, :63, :63], 3, 3, 1, 1)
+    # the weight gradient: the same layers, and not with a 3-channel output gradient (BEGAN's last layers)
+    assert conv._is_winograd_weight_grad(x, x, 3, 3, 1, 1)
+    assert not conv._is_winograd_weight_grad(x, x[:, :3], 3, 3, 1, 1)
+    assert not conv._is_winograd_weight_grad(x[:, :3], x, 3, 3, 1, 1)
+    assert conv._is_winograd_weight_grad(x[:, :, :16, :16], x[:, :, :16, :16], 3, 3, 1, 1)
+    assert not conv._is_winograd_weight_grad(x[:, :, :8, :8], x[:, :, :8, :8], 3, 3, 1, 1)
 
