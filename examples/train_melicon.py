@@ -29,9 +29,12 @@ import sys
 
 from _common import train
 
-CPU = ["--image-size", "32", "--width", "32", "--lr-g", "4e-4", "--iters", "3000"]
+CPU = ["--image-size", "32", "--width", "32", "--lr-g", "4e-4"]
+ORIGINAL_ITERS = 3000
 # measured on 169 and 500 emoji (benchmarks/quality/README.md); not with --recipe original, which has no augmentation
 CPU_SMALL_DATA = ["--diffaugment", "translation,cutout", "--ada-target", "0.6", "--ada-images", "5000"]
+#: the small-data recipe's steps; its learning rates fall linearly to 0 over the second half of the run
+SMALL_DATA_ITERS = 4000
 
 
 def original_recipe(argv) -> bool:
@@ -39,8 +42,28 @@ def original_recipe(argv) -> bool:
         ["original"], ["seed"])) for i, a in enumerate(argv))
 
 
+def _given(argv, flag):
+    """The value the user gave ``flag`` (``--flag V`` or ``--flag=V``; the last wins), else None."""
+    value = None
+    for i, a in enumerate(argv):
+        if a == flag and i + 1 < len(argv):
+            value = argv[i + 1]
+        elif a.startswith(flag + "="):
+            value = a[len(flag) + 1:]
+    return value
+
+
+def cpu_defaults(argv) -> list:
+    """The CPU's defaults for these command-line flags (the user's own flags still come after them)."""
+    if original_recipe(argv):
+        return CPU + ["--iters", str(ORIGINAL_ITERS)]
+    iters = _given(argv, "--iters")
+    iters = int(iters) if iters is not None and iters.isdigit() else SMALL_DATA_ITERS
+    decay = [] if _given(argv, "--lr-decay") is not None else ["--lr-decay", str(max(1, iters // 2))]
+    return CPU + ["--iters", str(SMALL_DATA_ITERS)] + CPU_SMALL_DATA + decay
+
+
 if __name__ == "__main__":
-    cpu = CPU if original_recipe(sys.argv[1:]) else CPU + CPU_SMALL_DATA
     sys.exit(train(["--model", "sagan", "--out", "runs/melicon", "--batch", "16",
                     "--sample-every", "100", "--checkpoint-every", "100"],
-                    cpu=cpu, gpu=["--iters", "3000"]))
+                    cpu=cpu_defaults(sys.argv[1:]), gpu=["--iters", "3000"]))

@@ -26,10 +26,27 @@ def test_original_recipe_is_recognised_in_every_spelling():
     assert "--ada-target" in example.CPU_SMALL_DATA and "--ada-target" not in example.CPU
 
 
-def test_the_small_data_defaults_are_valid_options(tmp_path):
+def _config(tmp_path, argv):
+    """The config the example's CPU run resolves for these user flags (its defaults, then the flags)."""
     from minigan.cli import _config_from_args, _parser
 
-    example = _example()
-    args = _parser().parse_args(["train", "--out", str(tmp_path / "r"), *example.CPU, *example.CPU_SMALL_DATA])
-    config = _config_from_args(args).validate()
+    args = _parser().parse_args(["train", "--out", str(tmp_path / "r"), *_example().cpu_defaults(argv), *argv])
+    return _config_from_args(args).validate()
+
+
+def test_the_small_data_defaults_are_valid_options(tmp_path):
+    config = _config(tmp_path, [])
     assert config.ada_target == 0.6 and config.diffaugment == "translation,cutout"
+    assert (config.iters, config.lr_decay) == (4000, 2000)  # the rates fall over the second half
+
+
+def test_the_decay_follows_the_users_iterations_and_yields_to_their_own(tmp_path):
+    assert (lambda c: (c.iters, c.lr_decay))(_config(tmp_path, ["--iters", "1000"])) == (1000, 500)
+    assert (lambda c: (c.iters, c.lr_decay))(_config(tmp_path, ["--iters=600", "--data", "x"])) == (600, 300)
+    assert (lambda c: (c.iters, c.lr_decay))(_config(tmp_path, ["--lr-decay", "0"])) == (4000, 0)
+    assert (lambda c: (c.iters, c.lr_decay))(_config(tmp_path, ["--iters", "1", "--lr-decay=7"])) == (1, 7)
+
+
+def test_the_original_recipe_keeps_its_steps_and_constant_rates(tmp_path):
+    config = _config(tmp_path, ["--recipe", "original"])
+    assert (config.iters, config.lr_decay, config.ada_target) == (3000, 0, 0.0)
