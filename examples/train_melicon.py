@@ -10,17 +10,21 @@ to a few modes. Pass --recipe original for the original project's recipe alone.
 
 On a GPU it trains the original full model (64x64, width 64) for 3000 steps. On
 a CPU it trains the same architecture at 32x32, half width, with G's learning
-rate raised to D's (4e-4) for 3000 steps (3 min 45 s for a first run on an
-idle 2-core AMD EPYC, pip install and numba's compilation included; 4 min 47 s on
-an older Intel host), so a first run shows icons in minutes; pass --image-size 64 --width 64
---lr-g 1e-4 for the original full recipe. On the CPU the augmentation is
-adaptive (ADA): DiffAugment's translation and cutout, each applied with a
-probability p that starts at 0 and rises while D is sure of the real images
-(E[sign D(real)] above 0.6). On 169 emoji, 3 seeds, it drew more of the set than
-always-on colour + translation + cutout at the same cost (recall 0.16 -> 0.38,
-precision 0.56 -> 0.77, SWD unchanged; benchmarks/quality/README.md has the table
-and the grids); pass --ada-target 0 --diffaugment color,translation,cutout for
-the previous default.
+rate raised to D's (4e-4) for 4000 steps, both rates falling linearly to 0 over
+the second half (3 min 20 s for a first run on an idle 2-core AMD EPYC, pip
+install and numba's compilation included), so a first run shows icons in
+minutes; pass --image-size 64 --width 64 --lr-g 1e-4 for the original full
+recipe. On the CPU the augmentation is adaptive (ADA): DiffAugment's
+translation and cutout, each applied with a probability p that starts at 0 and
+rises while D is sure of the real images (E[sign D(real)] above 0.6). Against
+the previous always-on colour + translation + cutout at 3000 steps, on 500
+emoji, 3 seeds: SWD 48.0 -> 32.1, recall 0.21 -> 0.33, precision 0.45 -> 0.66;
+on 169 smileys, 4 seeds: SWD 40.9 -> 33.9, recall 0.14 -> 0.46 (the tables and
+grids are in benchmarks/quality/README.md). Pass --iters 3000 --lr-decay 0 for
+the previous ADA default, and --ada-target 0 --diffaugment color,translation,cutout
+as well for the one before it. With --iters N the rates fall over the last N/2
+steps unless --lr-decay is given. --recipe original trains 3000 steps at
+constant rates.
 Every `minigan train` option works here (see `minigan train --help`).
 Outputs go to runs/melicon/: samples/, real_vs_fake.png, progress.png,
 mean_image.png, losses.png, log.csv, checkpoint.safetensors.
