@@ -265,12 +265,8 @@ def _winograd_conv(x, w):
     y = np.empty((n, oc, h, wd), dtype=dtype)
 
     def block(b):
-        i, t0 = b
-        t1 = min(th, t0 + per)
-        tiles = (t1 - t0) * tw
-        v = threads.scratch((16, c, tiles), x.dtype)
-        cpu.winograd_input(x, v, i, t0, t1)
-        m = np.matmul(u, v, out=threads.scratch((16, oc, tiles), u.dtype, slot=1))
+        v, i, t0, t1 = _winograd_tiles(x, b, per)
+        m = np.matmul(u, v, out=threads.scratch((16, oc, v.shape[2]), u.dtype, slot=1))
         cpu.winograd_output(m, y, i, t0, t1)
 
     threads.parallel(block, blocks)
@@ -283,6 +279,16 @@ def _winograd_blocks(n, th, tw, channels, itemsize):
     taken dynamically: a thread that finishes early takes the next)."""
     per = max(1, min(th, WINOGRAD_BLOCK_BYTES // (16 * channels * tw * itemsize), -(-n * th // (4 * threads.width()))))
     return [(i, t0) for i in range(n) for t0 in range(0, th, per)], per
+
+
+def _winograd_tiles(x, block, per):
+    """V (16, C, tiles) = B^T d B of one block's tiles of x (its image i, tile rows t0..t1-1), in this
+    thread's scratch buffer; returns (V, i, t0, t1)."""
+    i, t0 = block
+    t1 = min(x.shape[2] // 2, t0 + per)
+    v = threads.scratch((16, x.shape[1], (t1 - t0) * (x.shape[3] // 2)), x.dtype)
+    cpu.winograd_input(x, v, i, t0, t1)
+    return v, i, t0, t1
 
 
 #: the weight gradient of a Winograd layer by Winograd too (False: blocked im2col + GEMM); for A/B runs
@@ -315,12 +321,8 @@ def _winograd_weight_grad(x, g):
     blocks, per = _winograd_blocks(n, th, tw, max(c, oc), x.dtype.itemsize)
 
     def block_weight_grad(b):
-        i, t0 = b
-        t1 = min(th, t0 + per)
-        tiles = (t1 - t0) * tw
-        v = threads.scratch((16, c, tiles), x.dtype)
-        cpu.winograd_input(x, v, i, t0, t1)
-        dm = threads.scratch((16, oc, tiles), g.dtype, slot=1)
+        v, i, t0, t1 = _winograd_tiles(x, b, per)
+        dm = threads.scratch((16, oc, v.shape[2]), g.dtype, slot=1)
         cpu.winograd_output_adjoint(g, dm, i, t0, t1)
         return np.matmul(dm, v.transpose(0, 2, 1))  # (16, OC, C)
 
