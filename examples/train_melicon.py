@@ -19,7 +19,7 @@ translation and cutout, each applied with a probability p that starts at 0 and
 rises while D is sure of the real images (E[sign D(real)] above 0.6). Against
 the previous always-on colour + translation + cutout at 3000 steps, on 500
 emoji, 3 seeds: SWD 48.0 -> 32.1, recall 0.21 -> 0.33, precision 0.45 -> 0.66;
-on 169 smileys, 4 seeds: SWD 40.9 -> 33.9, recall 0.14 -> 0.46 (the tables and
+on 169 smileys, 6 seeds: SWD 40.9 -> 32.3, recall 0.14 -> 0.46 (the tables and
 grids are in benchmarks/quality/README.md). Pass --iters 3000 --lr-decay 0 for
 the previous ADA default, and --ada-target 0 --diffaugment color,translation,cutout
 as well for the one before it. With --iters N the rates fall over the last N/2
