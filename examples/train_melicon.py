@@ -42,13 +42,8 @@ CPU_SMALL_DATA = ["--diffaugment", "translation,cutout", "--ada-target", "0.6", 
 SMALL_DATA_ITERS = 4000
 
 
-def original_recipe(argv) -> bool:
-    return any(a in ("--recipe=original", "--recipe=seed") or (a == "--recipe" and argv[i + 1:i + 2] in (
-        ["original"], ["seed"])) for i, a in enumerate(argv))
-
-
 def _given(argv, flag):
-    """The value the user gave ``flag`` (``--flag V`` or ``--flag=V``; the last wins), else None."""
+    """The value the user gave ``flag`` (``--flag V`` or ``--flag=V``; the last wins, as in argparse), else None."""
     value = None
     for i, a in enumerate(argv):
         if a == flag and i + 1 < len(argv):
@@ -56,6 +51,10 @@ def _given(argv, flag):
         elif a.startswith(flag + "="):
             value = a[len(flag) + 1:]
     return value
+
+
+def original_recipe(argv) -> bool:
+    return _given(argv, "--recipe") in ("original", "seed")
 
 
 def cpu_defaults(argv) -> list:

@@ -261,11 +261,11 @@ def _winograd_conv(x, w):
     u = cpu.winograd_filter(w.astype(dtype, copy=False))  # (16, OC, C): G g G^T
     x = np.ascontiguousarray(x, dtype=dtype)
     th, tw = h // 2, wd // 2
-    blocks, per = _winograd_blocks(n, th, tw, max(c, oc), x.dtype.itemsize)
+    blocks = _winograd_blocks(n, th, tw, max(c, oc), x.dtype.itemsize)
     y = np.empty((n, oc, h, wd), dtype=dtype)
 
     def block(b):
-        v, i, t0, t1 = _winograd_tiles(x, b, per)
+        v, (i, t0, t1) = _winograd_tiles(x, b), b
         m = np.matmul(u, v, out=threads.scratch((16, oc, v.shape[2]), u.dtype, slot=1))
         cpu.winograd_output(m, y, i, t0, t1)
 
@@ -274,21 +274,20 @@ def _winograd_conv(x, w):
 
 
 def _winograd_blocks(n, th, tw, channels, itemsize):
-    """(image, first tile row) of each block and the tile rows per block: as many as fit
+    """The blocks (image, first tile row, end tile row): as many tile rows each as fit
     WINOGRAD_BLOCK_BYTES of 16 x ``channels`` x tiles, and at least 4 blocks per thread (they are
     taken dynamically: a thread that finishes early takes the next)."""
     per = max(1, min(th, WINOGRAD_BLOCK_BYTES // (16 * channels * tw * itemsize), -(-n * th // (4 * threads.width()))))
-    return [(i, t0) for i in range(n) for t0 in range(0, th, per)], per
+    return [(i, t0, min(th, t0 + per)) for i in range(n) for t0 in range(0, th, per)]
 
 
-def _winograd_tiles(x, block, per):
-    """V (16, C, tiles) = B^T d B of one block's tiles of x (its image i, tile rows t0..t1-1), in this
-    thread's scratch buffer; returns (V, i, t0, t1)."""
-    i, t0 = block
-    t1 = min(x.shape[2] // 2, t0 + per)
+def _winograd_tiles(x, block):
+    """V (16, C, tiles) = B^T d B of one block's tiles of x (image i, tile rows t0..t1-1), in this
+    thread's scratch buffer."""
+    i, t0, t1 = block
     v = threads.scratch((16, x.shape[1], (t1 - t0) * (x.shape[3] // 2)), x.dtype)
     cpu.winograd_input(x, v, i, t0, t1)
-    return v, i, t0, t1
+    return v
 
 
 #: the weight gradient of a Winograd layer by Winograd too (False: blocked im2col + GEMM); for A/B runs
@@ -313,17 +312,17 @@ def _winograd_weight_grad(x, g):
 
     Its adjoint, block by block as the forward pass (cpu.winograd_output_adjoint has the algebra):
     V of the block's tiles of x, dM of the same tiles of g, the 16 products dM[a,b] @ V[a,b]^T
-    summed over the blocks in block order (the same bits every run), then G^T dU G.
+    summed over the blocks in block order (the same bits every run), then G^T dU G. V is computed
+    again here rather than kept from the forward pass: it is 4x the input (16 values per 4 pixels).
     """
     n, c, h, wd = x.shape
     oc = g.shape[1]
-    th, tw = h // 2, wd // 2
-    blocks, per = _winograd_blocks(n, th, tw, max(c, oc), x.dtype.itemsize)
+    blocks = _winograd_blocks(n, h // 2, wd // 2, max(c, oc), x.dtype.itemsize)
 
     def block_weight_grad(b):
-        v, i, t0, t1 = _winograd_tiles(x, b, per)
+        v = _winograd_tiles(x, b)
         dm = threads.scratch((16, oc, v.shape[2]), g.dtype, slot=1)
-        cpu.winograd_output_adjoint(g, dm, i, t0, t1)
+        cpu.winograd_output_adjoint(g, dm, *b)
         return np.matmul(dm, v.transpose(0, 2, 1))  # (16, OC, C)
 
     parts = threads.parallel(block_weight_grad, blocks)
