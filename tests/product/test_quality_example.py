@@ -21,7 +21,8 @@ def test_original_recipe_is_recognised_in_every_spelling():
     example = _example()
     for argv in (["--recipe", "original"], ["--recipe=seed"], ["--data", "x", "--recipe", "seed"]):
         assert example.original_recipe(argv), argv
-    for argv in ([], ["--recipe", "small-data"], ["--recipe"], ["--data", "original"]):
+    for argv in ([], ["--recipe", "small-data"], ["--recipe"], ["--data", "original"],
+                 ["--recipe", "original", "--recipe", "small-data"]):  # the last one given wins, as in argparse
         assert not example.original_recipe(argv), argv
     assert "--ada-target" in example.CPU_SMALL_DATA and "--ada-target" not in example.CPU
 
