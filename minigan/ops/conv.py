@@ -31,9 +31,11 @@ on even-sized images (all of BEGAN's) take Winograd F(2x2, 3x3) instead for
 the forward pass and the input gradient (:func:`_winograd_conv`, Lavin &
 Gray 2016): 16 multiplications per 2x2 outputs and channel pair where the
 direct form takes 36, block by block as above; measured 1.3-1.4x faster per
-layer and BEGAN's step 0.88-0.90x on this machine. Their weight gradient is
-the same algorithm's adjoint (:func:`_winograd_weight_grad`). The GPU keeps
-the im2col path.
+layer and BEGAN's step 0.88-0.90x on this machine. On images of 32x32 and up
+with sides that are multiples of 4 they take F(4x4, 3x3) (36 multiplications
+per 4x4 outputs where the direct form takes 144; :func:`_winograd_tile`).
+Their weight gradient is F(2x2, 3x3)'s adjoint (:func:`_winograd_weight_grad`).
+The GPU keeps the im2col path.
 
 A 1x1 convolution with stride 1 and no padding (SAGAN's attention has 12)
 needs neither kernel: each column is one pixel's channel vector, so the
@@ -243,50 +245,76 @@ WINOGRAD_MIN_CHANNELS = 32
 
 def _is_winograd(x, kh, kw, ph, pw):
     """A stride-1 3x3 convolution with padding 1 on an even-sized image (BEGAN's), from at least
-    WINOGRAD_MIN_CHANNELS channels: Winograd F(2x2, 3x3)."""
+    WINOGRAD_MIN_CHANNELS channels: Winograd F(2x2, 3x3), or F(4x4, 3x3) (_winograd_tile)."""
     return (kh == kw == 3 and ph == pw == 1 and x.shape[2] % 2 == 0 and x.shape[3] % 2 == 0
             and x.shape[1] >= WINOGRAD_MIN_CHANNELS)
+
+
+#: F(4x4, 3x3) in place of F(2x2, 3x3) (False: never; for A/B runs and the tests of the other form)
+WINOGRAD_F4 = True
+#: ... on images of at least this many pixels (and sides that are multiples of 4): below it the 36
+#: products per block are too small (an image of 16x16 has 16 tiles). Measured, forward pass, 2 threads,
+#: batch 16, F(4x4) / F(2x2): 64 -> 64 at 64x64 0.64, at 32x32 0.70, 128 -> 128 at 32x32 0.76;
+#: 192 -> 192 at 16x16 1.02, 64 -> 64 at 16x16 1.15, 256 -> 256 at 8x8 1.30
+WINOGRAD_F4_MIN_PIXELS = 1024
+
+
+def _winograd_tile(x):
+    """The output block of the Winograd conv of x: 4 (F(4x4, 3x3)) on a large enough image whose sides
+    are multiples of 4, else 2 (F(2x2, 3x3))."""
+    h, wd = x.shape[2:]
+    return 4 if WINOGRAD_F4 and h % 4 == 0 and wd % 4 == 0 and h * wd >= WINOGRAD_F4_MIN_PIXELS else 2
+
+
+#: each tile size's transforms: (filter, input, output) kernels of minigan.backend.cpu
+_WINOGRAD_KERNELS = {2: (cpu.winograd_filter, cpu.winograd_input, cpu.winograd_output),
+                     4: (cpu.winograd4_filter, cpu.winograd4_input, cpu.winograd4_output)}
 
 
 def _winograd_conv(x, w):
     """conv2d of x (N, C, H, W), H and W even, with w (OC, C, 3, 3), stride 1, padding 1 -> (N, OC, H, W).
 
     Block by block (an image's tile rows), each on one of minigan's threads: the input transform of
-    the block into a buffer that stays in cache, 16 matrix products U[a,b] (OC, C) @ V[a,b] (C, tiles),
-    and the output transform straight into y. 2.25x fewer multiplications than the direct form.
+    the block into a buffer that stays in cache, P = (m + 2)^2 matrix products U[a,b] (OC, C) @
+    V[a,b] (C, tiles), and the output transform straight into y. m x m output blocks, m = 2 or 4
+    (_winograd_tile): 2.25x or 4x fewer multiplications than the direct form.
     """
     n, c, h, wd = x.shape
     oc = w.shape[0]
     dtype = np.result_type(x, w)
-    u = cpu.winograd_filter(w.astype(dtype, copy=False))  # (16, OC, C): G g G^T
+    m = _winograd_tile(x)
+    transform_filter, _, transform_output = _WINOGRAD_KERNELS[m]
+    positions = (m + 2) ** 2
+    u = transform_filter(w.astype(dtype, copy=False))  # (P, OC, C): G g G^T
     x = np.ascontiguousarray(x, dtype=dtype)
-    th, tw = h // 2, wd // 2
-    blocks = _winograd_blocks(n, th, tw, max(c, oc), x.dtype.itemsize)
+    th, tw = h // m, wd // m
+    blocks = _winograd_blocks(n, th, tw, max(c, oc), x.dtype.itemsize, positions)
     y = np.empty((n, oc, h, wd), dtype=dtype)
 
     def block(b):
-        v, (i, t0, t1) = _winograd_tiles(x, b), b
-        m = np.matmul(u, v, out=threads.scratch((16, oc, v.shape[2]), u.dtype, slot=1))
-        cpu.winograd_output(m, y, i, t0, t1)
+        v = _winograd_tiles(x, b, m)
+        mm = np.matmul(u, v, out=threads.scratch((positions, oc, v.shape[2]), u.dtype, slot=1))
+        transform_output(mm, y, *b)
 
     threads.parallel(block, blocks)
     return y
 
 
-def _winograd_blocks(n, th, tw, channels, itemsize):
+def _winograd_blocks(n, th, tw, channels, itemsize, positions=16):
     """The blocks (image, first tile row, end tile row): as many tile rows each as fit
-    WINOGRAD_BLOCK_BYTES of 16 x ``channels`` x tiles, and at least 4 blocks per thread (they are
-    taken dynamically: a thread that finishes early takes the next)."""
-    per = max(1, min(th, WINOGRAD_BLOCK_BYTES // (16 * channels * tw * itemsize), -(-n * th // (4 * threads.width()))))
+    WINOGRAD_BLOCK_BYTES of ``positions`` x ``channels`` x tiles, and at least 4 blocks per thread (they
+    are taken dynamically: a thread that finishes early takes the next)."""
+    per = max(1, min(th, WINOGRAD_BLOCK_BYTES // (positions * channels * tw * itemsize),
+                     -(-n * th // (4 * threads.width()))))
     return [(i, t0, min(th, t0 + per)) for i in range(n) for t0 in range(0, th, per)]
 
 
-def _winograd_tiles(x, block):
-    """V (16, C, tiles) = B^T d B of one block's tiles of x (image i, tile rows t0..t1-1), in this
-    thread's scratch buffer."""
+def _winograd_tiles(x, block, m=2):
+    """V ((m + 2)^2, C, tiles) = B^T d B of one block's tiles of x (image i, tile rows t0..t1-1) for
+    m x m output blocks, in this thread's scratch buffer."""
     i, t0, t1 = block
-    v = threads.scratch((16, x.shape[1], (t1 - t0) * (x.shape[3] // 2)), x.dtype)
-    cpu.winograd_input(x, v, i, t0, t1)
+    v = threads.scratch(((m + 2) ** 2, x.shape[1], (t1 - t0) * (x.shape[3] // m)), x.dtype)
+    _WINOGRAD_KERNELS[m][1](x, v, i, t0, t1)
     return v
 
 

@@ -1,7 +1,7 @@
-"""The CPU's Winograd F(2x2, 3x3) convolution (minigan.ops.conv._winograd_conv and
+"""The CPU's Winograd F(2x2, 3x3) and F(4x4, 3x3) convolutions (minigan.ops.conv._winograd_conv and
 _winograd_weight_grad, the transforms in minigan.backend.cpu): values and weight gradients against
 the direct loop in float64 and float32, gradients in float64 through conv2d, blocks of one tile row
-to whole images, and which layers take it."""
+to whole images, and which layers take which."""
 import contextlib
 
 import numpy as np
@@ -18,16 +18,22 @@ CASES = [((2, 3, 8, 6), 4),    # several tile rows and columns, non-square
          ((1, 2, 2, 2), 3),    # a single tile: every input value is padding-adjacent
          ((3, 5, 6, 10), 2),   # more channels in than out
          ((1, 1, 4, 12), 1)]
+# the same for F(4x4, 3x3): H and W multiples of 4
+CASES4 = [((2, 3, 8, 12), 4),  # several tile rows and columns, non-square
+          ((1, 2, 4, 4), 3),   # a single tile
+          ((3, 5, 12, 8), 2),
+          ((1, 1, 4, 16), 1)]
 
 
 @contextlib.contextmanager
-def winograd_everywhere(block_bytes, weight_grad=True):
+def winograd_everywhere(block_bytes, weight_grad=True, f4=False):
     """Small inputs take the stride-1 path (and so Winograd), in blocks of about ``block_bytes``; the
-    weight gradient too unless ``weight_grad`` is False."""
+    weight gradient too unless ``weight_grad`` is False; F(4x4, 3x3) wherever the sides allow it if
+    ``f4``, else F(2x2, 3x3) everywhere."""
     names = ("BLOCKED_ABOVE", "WINOGRAD_BLOCK_BYTES", "WINOGRAD_MIN_CHANNELS", "WINOGRAD_WEIGHT_GRAD_MIN_PIXELS",
-             "WINOGRAD_WEIGHT_GRAD")
+             "WINOGRAD_WEIGHT_GRAD", "WINOGRAD_F4", "WINOGRAD_F4_MIN_PIXELS")
     saved = [getattr(conv, name) for name in names]
-    for name, value in zip(names, (0, block_bytes, 1, 0, weight_grad)):
+    for name, value in zip(names, (0, block_bytes, 1, 0, weight_grad, f4, 0)):
         setattr(conv, name, value)
     try:
         yield
@@ -37,11 +43,12 @@ def winograd_everywhere(block_bytes, weight_grad=True):
 
 
 @pytest.mark.parametrize("block_bytes", [1, 1 << 9, 1 << 20])  # one tile row a block .. the whole image
-@pytest.mark.parametrize("shape,oc", CASES)
-def test_winograd_matches_the_direct_loop(shape, oc, block_bytes):
+@pytest.mark.parametrize("shape,oc,tile", [case + (2,) for case in CASES] + [case + (4,) for case in CASES4])
+def test_winograd_matches_the_direct_loop(shape, oc, tile, block_bytes):
     rng = np.random.default_rng(0)
     x, w = rng.standard_normal(shape), rng.standard_normal((oc, shape[1], 3, 3))
-    with winograd_everywhere(block_bytes):
+    with winograd_everywhere(block_bytes, f4=tile == 4):
+        assert conv._winograd_tile(x) == tile
         got = conv._winograd_conv(x, w)
         got32 = conv._winograd_conv(x.astype(np.float32), w.astype(np.float32))
     want = reference.conv2d(x, w, None, 1, 1)
@@ -77,13 +84,14 @@ def test_winograd_weight_grad_matches_the_direct_loop(shape, oc, block_bytes):
 
 @checks(Conv2d)
 @pytest.mark.parametrize("winograd_weight_grad", [True, False], ids=["winograd dw", "blocked dw"])
-@pytest.mark.parametrize("shape,oc", CASES[:3])
-def test_conv2d_gradients_through_winograd(shape, oc, winograd_weight_grad):
-    """Forward and input gradient by Winograd (the input gradient is a 3x3 padding-1 convolution too),
-    the weight gradient by Winograd or by the blocked path."""
-    with winograd_everywhere(1 << 9, weight_grad=winograd_weight_grad):
+@pytest.mark.parametrize("shape,oc,tile", [case + (2,) for case in CASES[:3]] + [case + (4,) for case in CASES4[:3]])
+def test_conv2d_gradients_through_winograd(shape, oc, tile, winograd_weight_grad):
+    """Forward and input gradient by Winograd F(2x2) or F(4x4) (the input gradient is a 3x3 padding-1
+    convolution too), the weight gradient by Winograd F(2x2) or by the blocked path."""
+    with winograd_everywhere(1 << 9, weight_grad=winograd_weight_grad, f4=tile == 4):
         assert conv._is_blocked(np.zeros(shape), 3, 3, 1, 1, 1, 1, shape[2], shape[3])
         assert conv._is_winograd(np.zeros(shape), 3, 3, 1, 1)
+        assert conv._winograd_tile(np.zeros(shape)) == tile
         g = np.zeros((shape[0], oc) + shape[2:])
         assert conv._is_winograd_weight_grad(np.zeros(shape), g, 3, 3, 1, 1) == winograd_weight_grad
         x = tensor(shape, "cpu", 0)
@@ -101,6 +109,12 @@ def test_which_convolutions_take_winograd():
     assert not conv._is_winograd(x, 5, 5, 2, 2)
     assert not conv._is_winograd(x, 3, 3, 0, 0)
     assert not conv._is_winograd(x[:, :, :63, :63], 3, 3, 1, 1)
+    # F(4x4, 3x3) from 32x32 with sides that are multiples of 4; F(2x2, 3x3) below and otherwise
+    assert conv._winograd_tile(x) == 4
+    assert conv._winograd_tile(x[:, :, :32, :32]) == 4
+    assert conv._winograd_tile(x[:, :, :16, :16]) == 2
+    assert conv._winograd_tile(x[:, :, :62, :62]) == 2
+    assert conv._winograd_tile(x[:, :, :64, :62]) == 2
     # the weight gradient: the same layers, and not with a 3-channel output gradient (BEGAN's last layers)
     assert conv._is_winograd_weight_grad(x, x, 3, 3, 1, 1)
     assert not conv._is_winograd_weight_grad(x, x[:, :3], 3, 3, 1, 1)
