@@ -165,6 +165,23 @@ def winograd_filter(w):
     return u
 
 
+@_kernel(inline="always")
+def _winograd_rows(x, n, c, y0, rows):
+    """rows[r, 1:W + 1] = x[n, c, y0 + r] for each row r of ``rows``, zero outside the image (padding
+    1): the input rows of one tile row, both tile sizes. The other columns of ``rows`` are left as
+    they are (the callers' zero borders)."""
+    h, w = x.shape[2:]
+    for r in range(rows.shape[0]):
+        y = y0 + r
+        row = rows[r, 1:w + 1]
+        if 0 <= y < h:
+            src = x[n, c, y]
+            for k in range(w):
+                row[k] = src[k]
+        else:
+            row[:] = 0.0
+
+
 @numba.njit(**_jit)
 def _winograd_input(x, v, n, ty0, ty1):
     c_in, h, w = x.shape[1:]
@@ -173,15 +190,7 @@ def _winograd_input(x, v, n, ty0, ty1):
     t = np.empty((4, w + 4), dtype=x.dtype)
     for c in range(c_in):
         for ty in range(ty0, ty1):
-            for r in range(4):  # the tile row's 4 input rows, zero outside the image (padding 1)
-                y = 2 * ty - 1 + r
-                row = rows[r, 1:w + 1]
-                if 0 <= y < h:
-                    src = x[n, c, y]
-                    for k in range(w):
-                        row[k] = src[k]
-                else:
-                    row[:] = 0.0
+            _winograd_rows(x, n, c, 2 * ty - 1, rows)  # the tile row's 4 input rows
             for k in range(w + 2):  # B^T d down the columns, for every tile of the row at once
                 d0, d1, d2, d3 = rows[0, k], rows[1, k], rows[2, k], rows[3, k]
                 t[0, k] = d0 - d2
@@ -373,15 +382,7 @@ def _winograd4_input(x, v, n, ty0, ty1):
     two, four, five = k[0], k[1], k[2]
     for c in range(c_in):
         for ty in range(ty0, ty1):
-            for r in range(6):  # the tile row's 6 input rows, zero outside the image (padding 1)
-                y = 4 * ty - 1 + r
-                row = rows[r, 1:w + 1]
-                if 0 <= y < h:
-                    src = x[n, c, y]
-                    for i in range(w):
-                        row[i] = src[i]
-                else:
-                    row[:] = 0.0
+            _winograd_rows(x, n, c, 4 * ty - 1, rows)  # the tile row's 6 input rows
             for i in range(w + 2):  # B^T d down the columns, for every tile of the row at once
                 e = _winograd4_bt(rows[0, i], rows[1, i], rows[2, i], rows[3, i], rows[4, i], rows[5, i],
                                   two, four, five)

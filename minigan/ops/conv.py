@@ -44,6 +44,8 @@ batch first (no window overlaps, nothing to sum).
 """
 from __future__ import annotations
 
+import collections
+
 import numpy as np
 
 from minigan import backend
@@ -266,9 +268,10 @@ def _winograd_tile(x):
     return 4 if WINOGRAD_F4 and h % 4 == 0 and wd % 4 == 0 and h * wd >= WINOGRAD_F4_MIN_PIXELS else 2
 
 
-#: each tile size's transforms: (filter, input, output) kernels of minigan.backend.cpu
-_WINOGRAD_KERNELS = {2: (cpu.winograd_filter, cpu.winograd_input, cpu.winograd_output),
-                     4: (cpu.winograd4_filter, cpu.winograd4_input, cpu.winograd4_output)}
+_Transforms = collections.namedtuple("_Transforms", "filter input output")
+#: each tile size's transforms, kernels of minigan.backend.cpu
+_WINOGRAD_KERNELS = {2: _Transforms(cpu.winograd_filter, cpu.winograd_input, cpu.winograd_output),
+                     4: _Transforms(cpu.winograd4_filter, cpu.winograd4_input, cpu.winograd4_output)}
 
 
 def _winograd_conv(x, w):
@@ -283,9 +286,8 @@ def _winograd_conv(x, w):
     oc = w.shape[0]
     dtype = np.result_type(x, w)
     m = _winograd_tile(x)
-    transform_filter, _, transform_output = _WINOGRAD_KERNELS[m]
-    positions = (m + 2) ** 2
-    u = transform_filter(w.astype(dtype, copy=False))  # (P, OC, C): G g G^T
+    transforms, positions = _WINOGRAD_KERNELS[m], (m + 2) ** 2
+    u = transforms.filter(w.astype(dtype, copy=False))  # (P, OC, C): G g G^T
     x = np.ascontiguousarray(x, dtype=dtype)
     th, tw = h // m, wd // m
     blocks = _winograd_blocks(n, th, tw, max(c, oc), x.dtype.itemsize, positions)
@@ -294,7 +296,7 @@ def _winograd_conv(x, w):
     def block(b):
         v = _winograd_tiles(x, b, m)
         mm = np.matmul(u, v, out=threads.scratch((positions, oc, v.shape[2]), u.dtype, slot=1))
-        transform_output(mm, y, *b)
+        transforms.output(mm, y, *b)
 
     threads.parallel(block, blocks)
     return y
@@ -314,7 +316,7 @@ def _winograd_tiles(x, block, m=2):
     m x m output blocks, in this thread's scratch buffer."""
     i, t0, t1 = block
     v = threads.scratch(((m + 2) ** 2, x.shape[1], (t1 - t0) * (x.shape[3] // m)), x.dtype)
-    _WINOGRAD_KERNELS[m][1](x, v, i, t0, t1)
+    _WINOGRAD_KERNELS[m].input(x, v, i, t0, t1)
     return v
 
 
