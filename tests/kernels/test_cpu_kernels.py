@@ -135,16 +135,21 @@ def test_im2col_rows(rng, geometry, dtype):
         np.testing.assert_array_equal(buf, want)
 
 
-@pytest.mark.parametrize("layout", ["planes", "channels last"])
+#: cpu.COL2IM_SCATTER_MAX_PIXELS forcing each of the plane-wise col2im's two loops on every grid
+COL2IM_LOOPS = {"row loop": 0, "scatter": 1 << 30}
+
+
+@pytest.mark.parametrize("layout", ["planes: row loop", "planes: scatter", "channels last"])
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("geometry", CONV_GEOMETRIES, ids=geometry_id)
-def test_col2im(rng, geometry, dtype, layout):
-    """Both forms against the reference; channels last takes and gives the same values with both layouts
-    turned: cols (N*OH*OW, KH*KW*C) in, (N, H, W, C) out."""
+def test_col2im(rng, geometry, dtype, layout, monkeypatch):
+    """Every form against the reference (the plane-wise one with each of its loops); channels last takes
+    and gives the same values with both layouts turned: cols (N*OH*OW, KH*KW*C) in, (N, H, W, C) out."""
     (n, c, h, w), args = conv_args(geometry)
     kh, kw, *_, oh, ow = args
     cols = randn(rng, (c * kh * kw, n * oh * ow), dtype)
-    if layout == "planes":
+    if layout.startswith("planes"):
+        monkeypatch.setattr(cpu, "COL2IM_SCATTER_MAX_PIXELS", COL2IM_LOOPS[layout.split(": ")[1]])
         x = cpu.col2im(cols, n, c, h, w, *args)
     else:
         rows = np.ascontiguousarray(cols.reshape(c, kh * kw, -1).transpose(2, 1, 0)).reshape(n * oh * ow, -1)
@@ -153,6 +158,37 @@ def test_col2im(rng, geometry, dtype, layout):
         x = out.transpose(0, 3, 1, 2)
     assert x.dtype == dtype and x.shape == (n, c, h, w)
     np.testing.assert_allclose(x, reference.col2im(cols, n, c, h, w, *args), **tolerance(dtype))
+
+
+@pytest.mark.parametrize("geometry", CONV_GEOMETRIES, ids=geometry_id)
+def test_col2im_loops_give_the_same_bits(rng, geometry, monkeypatch):
+    """The scatter through the window offsets adds each pixel's entries in the same (i, j) order as the
+    row loop: float32 sums, bit for bit (a run is the same whichever loop a layer's grid picks)."""
+    (n, c, h, w), args = conv_args(geometry)
+    kh, kw, *_, oh, ow = args
+    cols = randn(rng, (c * kh * kw, n * oh * ow), np.float32, scale=1e3)
+    results = {}
+    for loop, pixels in COL2IM_LOOPS.items():
+        monkeypatch.setattr(cpu, "COL2IM_SCATTER_MAX_PIXELS", pixels)
+        results[loop] = cpu.col2im(cols, n, c, h, w, *args)
+    np.testing.assert_array_equal(results["scatter"], results["row loop"])
+
+
+def test_col2im_scatter_is_taken_on_small_grids_only():
+    """The rule: an 8x8 grid of columns (DCGAN's 5x5 stride 2 into 16x16) scatters, a 16x16 one does not."""
+    assert 8 * 8 <= cpu.COL2IM_SCATTER_MAX_PIXELS < 16 * 16
+
+
+@pytest.mark.parametrize("kernel", ["im2col", "col2im"])
+def test_windows_outside_the_padded_image_are_refused(kernel):
+    """A grid of windows that would read or write past the padded plane is an error, not memory out of bounds."""
+    x = np.zeros((1, 2, 6, 6), np.float32)
+    args = (3, 3, 2, 2, 1, 1, 4, 3)  # 4 rows of 3x3 windows at stride 2 need 9 rows; padded, the image has 8
+    with pytest.raises(ValueError, match="does not fit"):
+        if kernel == "im2col":
+            cpu.im2col(x, *args)
+        else:
+            cpu.col2im(np.zeros((18, 12), np.float32), 1, 2, 6, 6, *args)
 
 
 @pytest.mark.parametrize("geometry", CONV_GEOMETRIES, ids=geometry_id)
