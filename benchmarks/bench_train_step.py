@@ -10,7 +10,8 @@ An iteration is what ``minigan.train.Trainer.step`` does, without data
 loading (the real batch is a fixed array already on the device):
 
     D step: fake = G(z) under no_grad; L_D on (x, fake); backward; Adam on D
-    G step: L_G on D(G(z')); backward (through D into G); Adam on G
+    G step: L_G on D(G(z')); backward (through D into G, D's weights frozen: the
+            trainer computes no weight gradient it would throw away); Adam on G
     read both losses as Python floats (the trainer reports them every step)
 
 with z drawn fresh each time (minigan: on the host, then copied, as the
@@ -43,6 +44,7 @@ against it, and peak MiB.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import types
 
 import numpy as np
@@ -106,6 +108,21 @@ class DeviceKt(HostKt):
             self.value.copy_((self.value + self.lambda_k * balance).clamp(0.0, 1.0))
 
 
+@contextlib.contextmanager
+def frozen(module):
+    """``module``'s parameters need no gradient inside the block (either framework: both have a settable
+    ``requires_grad``); gradients still flow through it. What Trainer.step does around the G step."""
+    params = list(module.parameters())
+    flags = [p.requires_grad for p in params]
+    for p in params:
+        p.requires_grad = False
+    try:
+        yield
+    finally:
+        for p, flag in zip(params, flags):
+            p.requires_grad = flag
+
+
 def train_step(fw, loss, G, D, opt_d, opt_g, real, sample_z, k_t, read_back=True):
     """One D step and one G step, as Trainer.step (d_steps = 1, no augmentation, no EMA)."""
     G.train()
@@ -125,10 +142,11 @@ def train_step(fw, loss, G, D, opt_d, opt_g, real, sample_z, k_t, read_back=True
     opt_d.step()
 
     opt_g.zero_grad()
-    fake = G(sample_z())
-    out = D(fake)
-    loss_g = fw.l1(fake, out) if loss == "began" else fw.hinge_g(out) if loss == "hinge" else fw.bce(out, 1.0)
-    loss_g.backward()
+    with frozen(D):
+        fake = G(sample_z())
+        out = D(fake)
+        loss_g = fw.l1(fake, out) if loss == "began" else fw.hinge_g(out) if loss == "hinge" else fw.bce(out, 1.0)
+        loss_g.backward()
     opt_g.step()
     if loss == "began":
         k_t.update(loss_real, loss_fake)
