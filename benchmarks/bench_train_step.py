@@ -44,7 +44,6 @@ against it, and peak MiB.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import types
 
 import numpy as np
@@ -108,23 +107,10 @@ class DeviceKt(HostKt):
             self.value.copy_((self.value + self.lambda_k * balance).clamp(0.0, 1.0))
 
 
-@contextlib.contextmanager
-def frozen(module):
-    """``module``'s parameters need no gradient inside the block (either framework: both have a settable
-    ``requires_grad``); gradients still flow through it. What Trainer.step does around the G step."""
-    params = list(module.parameters())
-    flags = [p.requires_grad for p in params]
-    for p in params:
-        p.requires_grad = False
-    try:
-        yield
-    finally:
-        for p, flag in zip(params, flags):
-            p.requires_grad = flag
-
-
 def train_step(fw, loss, G, D, opt_d, opt_g, real, sample_z, k_t, read_back=True):
     """One D step and one G step, as Trainer.step (d_steps = 1, no augmentation, no EMA)."""
+    from minigan.train.trainer import frozen  # here, not at the top: PyTorch and minigan load in _timing's order
+
     G.train()
     D.train()
     opt_d.zero_grad()
@@ -142,7 +128,7 @@ def train_step(fw, loss, G, D, opt_d, opt_g, real, sample_z, k_t, read_back=True
     opt_d.step()
 
     opt_g.zero_grad()
-    with frozen(D):
+    with frozen(D):  # as Trainer.step: D's weight gradients would be computed and thrown away
         fake = G(sample_z())
         out = D(fake)
         loss_g = fw.l1(fake, out) if loss == "began" else fw.hinge_g(out) if loss == "hinge" else fw.bce(out, 1.0)

@@ -38,9 +38,12 @@ class TrainingDiverged(RuntimeError):
 
 
 @contextlib.contextmanager
-def _frozen(module):
-    """Parameters of ``module`` need no gradient inside the block (gradients still flow through it)."""
-    params = module.parameters()
+def frozen(module):
+    """Parameters of ``module`` need no gradient inside the block (gradients still flow through it).
+
+    Any module whose ``parameters()`` yields objects with a settable ``requires_grad`` will do: the
+    benchmarks freeze a PyTorch twin's D with it too."""
+    params = list(module.parameters())
     flags = [p.requires_grad for p in params]
     for p in params:
         p.requires_grad = False
@@ -127,7 +130,7 @@ class Trainer:
             if "D_real_sign" in extra:
                 self.ada_signs.append(extra["D_real_sign"])
         self.opt_g.zero_grad()
-        with _frozen(self.D):  # D's weight gradients would be computed and thrown away
+        with frozen(self.D):  # D's weight gradients would be computed and thrown away
             loss_g, extra = self.loss.g_loss(real, self.G(self._z(c.batch)), keep=self.top_k_kept())
             loss_g.backward()
         self.opt_g.step()

@@ -136,3 +136,35 @@ def test_one_beta_given_keeps_the_models_other_beta(tmp_path):
     trainer = Trainer(tiny_config(tmp_path, betas=(None, 0.99)))  # SAGAN's own betas are (0, 0.9)
     assert trainer.config.betas == (0.0, 0.99)
     assert trainer.opt_d.betas == (0.0, 0.99) and trainer.opt_g.betas == (0.0, 0.99)
+
+
+@pytest.mark.parametrize("framework", ["minigan", "torch"])
+def test_frozen_stops_weight_gradients_and_restores_the_flags(framework):
+    """trainer.frozen (around the G step, and around the benchmark's): inside it a module's weights get no
+    gradient while the gradient still flows through it to its input; after it every flag is as before,
+    a parameter frozen beforehand included. Also for a PyTorch module, whose parameters() is a generator."""
+    from minigan.train.trainer import frozen
+
+    if framework == "torch":
+        torch = pytest.importorskip("torch")
+        layer = torch.nn.Linear(3, 2)
+        layer.bias.requires_grad_(False)
+        x = torch.ones(4, 3, requires_grad=True)
+        run = lambda: layer(x).sum().backward()  # noqa: E731
+        weight, bias, x_grad = layer.weight, layer.bias, lambda: x.grad
+    else:
+        from minigan import Tensor
+        from minigan.nn import Linear
+
+        layer = Linear(3, 2)
+        layer.bias.requires_grad = False
+        x = Tensor(np.ones((4, 3), np.float32), requires_grad=True)
+        run = lambda: layer(x).sum().backward()  # noqa: E731
+        weight, bias, x_grad = layer.weight, layer.bias, lambda: x.grad
+    with frozen(layer):
+        assert not weight.requires_grad and not bias.requires_grad
+        run()
+    assert weight.grad is None and x_grad() is not None
+    assert weight.requires_grad and not bias.requires_grad
+    run()
+    assert weight.grad is not None
