@@ -11,10 +11,11 @@ to a few modes. Pass --recipe original for the original project's recipe alone.
 On a GPU it trains the original full model (64x64, width 64) for 3000 steps. On
 a CPU it trains the same architecture at 32x32, half width, with G's learning
 rate raised to D's (4e-4) for 4000 steps, both rates falling linearly to 0 over
-the second half (3 min 20 s for a first run on an idle 2-core AMD EPYC, pip
-install and numba's compilation included; 4 min 21 s where the environment
-forces OpenBLAS's older Haswell kernels), so a first run shows icons in
-minutes; pass --image-size 64 --width 64 --lr-g 1e-4 for the original full
+the second half (3 min 20 s for a first run on an idle 2-core AMD EPYC with
+AVX-512, pip install and numba's compilation included; 4 min 21 s where the
+environment forces OpenBLAS's older Haswell kernels; 8 min 9 s on a 2-core
+Zen 3 guest without AVX-512, where PyTorch is about 2x slower too), so a first
+run shows icons in minutes; pass --image-size 64 --width 64 --lr-g 1e-4 for the original full
 recipe. On the CPU the augmentation is adaptive (ADA): DiffAugment's
 translation and cutout, each applied with a probability p that starts at 0 and
 rises while D is sure of the real images (E[sign D(real)] above 0.6). Against
