@@ -235,6 +235,31 @@ def test_softmax_forward(rng, shape, dtype, chunk, monkeypatch):
     np.testing.assert_allclose(y, reference.softmax(x), **tolerance(dtype))
 
 
+def test_softmax_float32_exp_is_within_an_ulp_over_its_whole_range():
+    """The float32 softmax's own exp (cpu.EXPF_POLY), read through rows [0, t]: for t <= -17 the row sum
+    is 1 in float32, so y[1] is exp(t) itself (then within 2 x 2^-24 of it; NumPy's float32 exp is
+    within 3.4 x 2^-24 here); above, the whole row against float64. Every t from 0 to the underflow, at
+    4 million points plus a log-spaced sweep of small ones."""
+    t = np.concatenate([np.linspace(cpu.EXPF_MIN, 0.0, 4_000_001), -np.logspace(-8, 1.9, 10_000)]).astype(np.float32)
+    x = np.stack([np.zeros_like(t), t], axis=1)
+    y = cpu.softmax_forward(x)[:, 1].astype(np.float64)
+    exact = np.exp(t.astype(np.float64))
+    deep = t <= -17
+    assert np.max(np.abs(y[deep] - exact[deep]) / exact[deep]) < 2 * 2.0 ** -24
+    want = exact[~deep] / (1 + exact[~deep])
+    assert np.max(np.abs(y[~deep] - want) / want) < 3 * 2.0 ** -24
+
+
+def test_softmax_float32_propagates_nan_and_underflows_to_zero():
+    """A row holding a NaN (or only infinities) is NaN throughout, as in float64 and NumPy; exp of -inf and of
+    anything below cpu.EXPF_MIN is 0."""
+    with np.errstate(invalid="ignore"):
+        for row in ([0.0, np.nan, 1.0], [-np.inf, -np.inf], [np.inf, 0.0]):
+            assert np.isnan(cpu.softmax_forward(np.array([row], np.float32))).all()
+    y = cpu.softmax_forward(np.array([[0.0, -np.inf, cpu.EXPF_MIN - 0.5, -1e30]], np.float32))
+    np.testing.assert_array_equal(y, [[1.0, 0.0, 0.0, 0.0]])
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", SOFTMAX_SHAPES, ids=shape_id)
 def test_softmax_backward(rng, shape, dtype):
