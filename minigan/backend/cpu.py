@@ -768,24 +768,39 @@ EXPF_LN2 = (0.693359375, -2.12194440e-4)
 EXPF_MIN = -87.0
 
 
+#: the float32 exponent bits of 2^n are (n + 127) << 23; the float 1.0's are 127 << 23
+EXPF_ONE_BITS = 127 << 23
+
+
+@numba.njit(inline="always", **_jit)
+def _expf_parts(t, poly, ln2, lowest):
+    """exp(t) = p * 2^n for float32 t, lowest <= t <= 0 (a smaller t is taken as lowest): (p, bits of 2^n).
+    Selects and arithmetic only, so a loop calling it vectorises; its caller scales by 2^n in a second
+    loop, reading the bits as a float32 array."""
+    c0, c1, c2, c3, c4, c5 = poly
+    tc = t if t > lowest else lowest
+    n = np.floor(tc * np.float32(1.4426950408889634) + np.float32(0.5))
+    u = tc - n * ln2[0] - n * ln2[1]
+    p = ((((c0 * u + c1) * u + c2) * u + c3) * u + c4) * u + c5
+    return p * u * u + u + np.float32(1.0), (np.int32(n) + 127) << 23
+
+
+def _expf_constants():
+    """(poly, ln2, lowest) of the float32 exp, as float32 values for the kernels' arguments."""
+    return tuple(np.float32(c) for c in EXPF_POLY), tuple(np.float32(c) for c in EXPF_LN2), np.float32(EXPF_MIN)
+
+
 @_kernel(fastmath={"reassoc"})  # on the row sums only, as _softmax_normalize
 def _softmax_rows_f32(x, m, y, bits, poly, ln2, lowest):
     rows, cols = x.shape
-    one, log2e = np.float32(1.0), np.float32(1.4426950408889634)
-    c0, c1, c2, c3, c4, c5 = poly
-    ln2_hi, ln2_lo = ln2
+    one = np.float32(1.0)
     scale = bits.view(np.float32)  # bits[k] = (n + 127) << 23 is the float 2^n
     for r in range(rows):
         xr, yr, mr = x[r], y[r], m[r]
         for k in range(cols):  # selects and arithmetic only: LLVM vectorises it
             t = xr[k] - mr  # <= 0; NaN where the row holds a NaN (its max is NaN) or is all infinite
-            tc = t if t > lowest else lowest
-            n = np.floor(tc * log2e + np.float32(0.5))
-            u = tc - n * ln2_hi - n * ln2_lo
-            p = ((((c0 * u + c1) * u + c2) * u + c3) * u + c4) * u + c5
-            p = p * u * u + u + one
+            p, bits[k] = _expf_parts(t, poly, ln2, lowest)
             yr[k] = np.float32(0.0) if t < lowest else p + (t - t)  # t - t: a NaN in t comes through
-            bits[k] = (np.int32(n) + 127) << 23
         s = np.float32(0.0)
         for k in range(cols):
             v = yr[k] * scale[k]
@@ -810,7 +825,7 @@ def softmax_forward(x):
     chunk = max(1, SOFTMAX_CHUNK // max(1, x.shape[1]))  # rows whose passes stay in the core's L2
     fast = x.dtype == np.float32
     if fast:
-        poly, ln2, lowest = (tuple(np.float32(c) for c in cs) for cs in (EXPF_POLY, EXPF_LN2, (EXPF_MIN,)))
+        poly, ln2, lowest = _expf_constants()
 
     def rows(lo, hi):  # NumPy's passes release the GIL too
         bits = np.empty(x.shape[1], np.int32) if fast else None
@@ -818,7 +833,7 @@ def softmax_forward(x):
             stop = min(hi, start + chunk)
             xs, ys = x[start:stop], y[start:stop]
             if fast:
-                _softmax_rows_f32(xs, xs.max(axis=1), ys, bits, poly, ln2, lowest[0])
+                _softmax_rows_f32(xs, xs.max(axis=1), ys, bits, poly, ln2, lowest)
                 continue
             np.subtract(xs, xs.max(axis=1, keepdims=True), out=ys)
             np.exp(ys, out=ys)
@@ -871,6 +886,32 @@ def _activation_forward(x, y, kind, alpha):
             y[i] = v if v > 0 else alpha * y[i]
 
 
+#: ELU's float32 expm1(t), t <= 0: above this, the Taylor series of expm1 to t^8/8! (relative error below
+#: 2^-24 from the truncation at t = -1/2, and exact in its leading term for tiny t); below, exp(t) - 1,
+#: which then loses nothing to cancellation (exp(t) <= 0.61)
+EXPM1F_SERIES_ABOVE = -0.5
+
+
+@_kernel
+def _elu_f32(x, y, bits, alpha, poly, ln2, lowest, series_above):
+    """y = x for x > 0, else alpha * expm1(x); float32 (NumPy's float32 expm1 is scalar: 19 ns an element
+    on an AVX2 host, where this takes about 1). NaN comes through."""
+    one = np.float32(1.0)
+    scale = bits.view(np.float32)
+    for i in range(x.size):  # selects and arithmetic only: LLVM vectorises both loops
+        t = x[i] if x[i] < 0 else np.float32(0.0)
+        p, b = _expf_parts(t, poly, ln2, lowest)
+        q = t * (one + t * (np.float32(1 / 2) + t * (np.float32(1 / 6) + t * (np.float32(1 / 24) + t * (
+            np.float32(1 / 120) + t * (np.float32(1 / 720) + t * (np.float32(1 / 5040) + t * np.float32(1 / 40320))))))))
+        series = t > series_above
+        y[i] = q if series else (np.float32(0.0) if t < lowest else p)
+        bits[i] = EXPF_ONE_BITS if series else b
+    for i in range(x.size):
+        v = x[i]
+        e = y[i] * scale[i] - (np.float32(0.0) if v > series_above else one)  # expm1(min(v, 0))
+        y[i] = alpha * e if v <= 0 else v  # a NaN v fails the test: it comes through
+
+
 @_kernel
 def _sigmoid_from_exp(x, e, one):
     # e = exp(-|x|) on entry, at most 1 so it never overflows:
@@ -888,7 +929,8 @@ def activation_forward(x, kind, alpha):
     """y = act(x) for act in ACTIVATIONS (``kind`` is its code).
 
     The transcendental part is a NumPy ufunc (tanh, expm1, exp: SIMD), the
-    rest a numba kernel; ELU's and sigmoid's passes go chunk by chunk, and a
+    rest a numba kernel; float32 ELU is one numba kernel with its own expm1
+    (``_elu_f32``); ELU's and sigmoid's passes go chunk by chunk, and a
     large tensor is cut into ranges for minigan's threads (elementwise: the
     same bits either way).
     """
@@ -898,10 +940,17 @@ def activation_forward(x, kind, alpha):
     alpha, one = x.dtype.type(alpha), x.dtype.type(1)
     chunk = ACTIVATION_CHUNK if kind in (ELU, SIGMOID) else max(1, x.size)
 
+    elu_f32 = kind == ELU and x.dtype == np.float32
+    if elu_f32:
+        expf = _expf_constants()
+
     def elements(lo, hi):
+        bits = np.empty(min(chunk, hi - lo), np.int32) if elu_f32 else None
         for start in range(lo, hi, chunk):
             xs, ys = flat_x[start:min(hi, start + chunk)], flat_y[start:min(hi, start + chunk)]
-            if kind == TANH:
+            if elu_f32:
+                _elu_f32(xs, ys, bits[:len(xs)], alpha, *expf, np.float32(EXPM1F_SERIES_ABOVE))
+            elif kind == TANH:
                 np.tanh(xs, out=ys)
             elif kind == SIGMOID:
                 np.exp(np.negative(np.abs(xs, out=ys), out=ys), out=ys)

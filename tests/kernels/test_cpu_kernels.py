@@ -250,6 +250,25 @@ def test_softmax_float32_exp_is_within_an_ulp_over_its_whole_range():
     assert np.max(np.abs(y[~deep] - want) / want) < 3 * 2.0 ** -24
 
 
+def test_elu_float32_expm1_is_within_an_ulp_relative_over_its_whole_range():
+    """float32 ELU's own expm1 (cpu._elu_f32: the series above cpu.EXPM1F_SERIES_ABOVE, exp(t) - 1 below)
+    against float64, relative to the exact value: near 0 too, where exp(t) - 1 would lose every digit,
+    and across the switch between the two forms; past the underflow it is -1 (times alpha)."""
+    t = np.concatenate([np.linspace(-100.0, 0.0, 4_000_001), -np.logspace(-12, 1.9, 100_000),
+                        cpu.EXPM1F_SERIES_ABOVE + np.linspace(-1e-3, 1e-3, 2001)]).astype(np.float32)
+    t = t[t != 0]
+    for alpha in (1.0, 0.5):
+        y = cpu.activation_forward(t, cpu.ELU, alpha).astype(np.float64)
+        exact = alpha * np.expm1(t.astype(np.float64))
+        assert np.max(np.abs(y - exact) / np.abs(exact)) < 2 * 2.0 ** -24
+
+
+def test_elu_float32_passes_nan_and_infinities_through():
+    y = cpu.activation_forward(np.array([np.nan, np.inf, -np.inf, 3.0, -1e30], np.float32), cpu.ELU, 0.5)
+    assert np.isnan(y[0])
+    np.testing.assert_array_equal(y[1:], [np.inf, -0.5, 3.0, -0.5])
+
+
 def test_softmax_float32_propagates_nan_and_underflows_to_zero():
     """A row holding a NaN (or only infinities) is NaN throughout, as in float64 and NumPy; exp of -inf and of
     anything below cpu.EXPF_MIN is 0."""
