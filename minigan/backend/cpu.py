@@ -790,9 +790,8 @@ def _expf_parts(t, poly, ln2, lowest):
     return p * u * u + u + np.float32(1.0), (np.int32(n) + 127) << 23
 
 
-def _expf_constants():
-    """(poly, ln2, lowest) of the float32 exp, as float32 values for the kernels' arguments."""
-    return tuple(np.float32(c) for c in EXPF_POLY), tuple(np.float32(c) for c in EXPF_LN2), np.float32(EXPF_MIN)
+#: (poly, ln2, lowest) of the float32 exp as float32 values: the kernels' arguments, converted once
+_EXPF_ARGS = (tuple(np.float32(c) for c in EXPF_POLY), tuple(np.float32(c) for c in EXPF_LN2), np.float32(EXPF_MIN))
 
 
 @_kernel(fastmath={"reassoc"})  # on the row sums only, as _softmax_normalize
@@ -829,8 +828,6 @@ def softmax_forward(x):
     y = np.empty_like(x)
     chunk = max(1, SOFTMAX_CHUNK // max(1, x.shape[1]))  # rows whose passes stay in the core's L2
     fast = x.dtype == np.float32
-    if fast:
-        poly, ln2, lowest = _expf_constants()
 
     def rows(lo, hi):  # NumPy's passes release the GIL too
         bits = np.empty(x.shape[1], np.int32) if fast else None
@@ -838,7 +835,7 @@ def softmax_forward(x):
             stop = min(hi, start + chunk)
             xs, ys = x[start:stop], y[start:stop]
             if fast:
-                _softmax_rows_f32(xs, xs.max(axis=1), ys, bits, poly, ln2, lowest)
+                _softmax_rows_f32(xs, xs.max(axis=1), ys, bits, *_EXPF_ARGS)
                 continue
             np.subtract(xs, xs.max(axis=1, keepdims=True), out=ys)
             np.exp(ys, out=ys)
@@ -946,15 +943,13 @@ def activation_forward(x, kind, alpha):
     chunk = ACTIVATION_CHUNK if kind in (ELU, SIGMOID) else max(1, x.size)
 
     elu_f32 = kind == ELU and x.dtype == np.float32
-    if elu_f32:
-        expf = _expf_constants()
 
     def elements(lo, hi):
         bits = np.empty(min(chunk, hi - lo), np.int32) if elu_f32 else None
         for start in range(lo, hi, chunk):
             xs, ys = flat_x[start:min(hi, start + chunk)], flat_y[start:min(hi, start + chunk)]
             if elu_f32:
-                _elu_f32(xs, ys, bits[:len(xs)], alpha, *expf, np.float32(EXPM1F_SERIES_ABOVE))
+                _elu_f32(xs, ys, bits[:len(xs)], alpha, *_EXPF_ARGS, np.float32(EXPM1F_SERIES_ABOVE))
             elif kind == TANH:
                 np.tanh(xs, out=ys)
             elif kind == SIGMOID:

@@ -174,9 +174,17 @@ def test_col2im_loops_give_the_same_bits(rng, geometry, monkeypatch):
     np.testing.assert_array_equal(results["scatter"], results["row loop"])
 
 
-def test_col2im_scatter_is_taken_on_small_grids_only():
-    """The rule: an 8x8 grid of columns (DCGAN's 5x5 stride 2 into 16x16) scatters, a 16x16 one does not."""
-    assert 8 * 8 <= cpu.COL2IM_SCATTER_MAX_PIXELS < 16 * 16
+def test_col2im_scatter_is_taken_on_small_grids_only(monkeypatch):
+    """The rule: an 8x8 grid of columns (DCGAN's 5x5 stride 2 into 16x16) scatters, a 16x16 one (into 32x32)
+    takes the row loop."""
+    taken = []
+    for name in ("_col2im_small", "_col2im"):
+        kernel = getattr(cpu, name)
+        monkeypatch.setattr(cpu, name, lambda *a, _k=kernel, _n=name: (taken.append(_n), _k(*a)))
+    for grid, size in ((8, 16), (16, 32)):
+        taken.clear()
+        cpu.col2im(np.zeros((2 * 25, grid * grid), np.float32), 1, 2, size, size, 5, 5, 2, 2, 2, 2, grid, grid)
+        assert set(taken) == {"_col2im_small" if grid == 8 else "_col2im"}
 
 
 @pytest.mark.parametrize("kernel", ["im2col", "col2im"])
