@@ -10,12 +10,15 @@ to a few modes. Pass --recipe original for the original project's recipe alone.
 
 On a GPU it trains the original full model (64x64, width 64) for 3000 steps. On
 a CPU it trains the same architecture at 32x32, half width, with G's learning
-rate raised to D's (4e-4) for 4000 steps, both rates falling linearly to 0 over
-the second half (3 min 20 s for a first run on an idle 2-core AMD EPYC with
-AVX-512, pip install and numba's compilation included; 4 min 21 s where the
-environment forces OpenBLAS's older Haswell kernels; 8 min 9 s on a 2-core
-Zen 3 guest without AVX-512, where PyTorch is about 2x slower too), so a first
-run shows icons in minutes; pass --image-size 64 --width 64 --lr-g 1e-4 for the original full
+rate raised to D's (4e-4) for up to 4000 steps, as many as fit in 4 minutes
+(--minutes 4: a few steps are timed, undone, and the count is fixed and printed
+at the start), both rates falling linearly to 0 over the second half, so a first
+run, install included, shows icons within 5 minutes on 2 cores. On an idle 2-core
+AMD EPYC with AVX-512 all 4000 fit (3 min 20 s for a first run, pip install and
+numba's compilation included); on a 2-core Zen 3 guest without AVX-512, where
+PyTorch is about 2x slower too, about 2000 do (3 min 14 s in all; all 4000 took
+8 min 9 s there). Pass --iters 4000 to train them all whatever the time (a
+count of your own turns the budget off), and --image-size 64 --width 64 --lr-g 1e-4 for the original full
 recipe. On the CPU the augmentation is adaptive (ADA): DiffAugment's
 translation and cutout, each applied with a probability p that starts at 0 and
 rises while D is sure of the real images (E[sign D(real)] above 0.6). Against
@@ -41,6 +44,8 @@ ORIGINAL_ITERS = 3000
 CPU_SMALL_DATA = ["--diffaugment", "translation,cutout", "--ada-target", "0.6", "--ada-images", "5000"]
 #: the small-data recipe's steps; its learning rates fall linearly to 0 over the second half of the run
 SMALL_DATA_ITERS = 4000
+#: ... or fewer: as many as fit in this many minutes of training (the first run, install included, in 5)
+SMALL_DATA_MINUTES = 4
 
 
 def _given(argv, flag):
@@ -63,9 +68,11 @@ def cpu_defaults(argv) -> list:
     if original_recipe(argv):
         return CPU + ["--iters", str(ORIGINAL_ITERS)]
     iters = _given(argv, "--iters")
+    # the user's own --iters is a count: no time budget unless they also give --minutes
+    budget = ["--minutes", str(SMALL_DATA_MINUTES)] if iters is None else []
     iters = int(iters) if iters is not None and iters.isdigit() else SMALL_DATA_ITERS
     decay = [] if _given(argv, "--lr-decay") is not None else ["--lr-decay", str(max(1, iters // 2))]
-    return CPU + ["--iters", str(SMALL_DATA_ITERS)] + CPU_SMALL_DATA + decay
+    return CPU + ["--iters", str(SMALL_DATA_ITERS)] + budget + CPU_SMALL_DATA + decay
 
 
 if __name__ == "__main__":

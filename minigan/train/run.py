@@ -12,6 +12,11 @@ self-healing. The iteration itself is the :class:`~minigan.train.trainer.Trainer
   it is an error, and a fresh run never writes into a folder that holds a log.
 * Ctrl-C / SIGTERM finish the current step, save a checkpoint and stop
   (a second Ctrl-C stops at once, still never tearing a checkpoint).
+* ``minutes`` (a time budget) is resolved into the step count once, when a
+  run starts from step 0: a few steps are timed and then undone (the step-0
+  checkpoint is reloaded, so the run is the one ``--iters N`` would train), and
+  ``iters`` (and ``lr_decay``, in proportion) are fixed in the config, its
+  checkpoints and config.json. A resume keeps that count.
 * Non-finite losses or weights roll the run back to the last checkpoint and
   retry with fresh randomness; after ``max_retries`` in a row it stops with one
   clear error. Weights are checked every step, not just losses: a NaN weight
@@ -46,6 +51,27 @@ LOCK_NAME = ".lock"
 LOG_NAME = "log.csv"
 # options a resume takes from the command line; every other value is the checkpoint's
 RESUME_OVERRIDES = ("iters", "sample_every", "checkpoint_every", "eval_every")
+
+
+#: a time budget's calibration: steps run untimed first (numba compiles, buffers and caches fill), then
+#: steps are timed until there are at least BUDGET_TIMED and BUDGET_SECONDS have passed, or
+#: BUDGET_MAX_TIMED steps, or the timing has used BUDGET_SHARE of the budget (with at least 2 timed)
+BUDGET_WARMUP = 3
+BUDGET_TIMED = 10
+BUDGET_SECONDS = 1.5
+BUDGET_MAX_TIMED = 100
+BUDGET_SHARE = 0.05
+#: a budget's step count is rounded down to a multiple of this (when it buys at least two of them)
+BUDGET_ROUND = 100
+
+
+def steps_within(budget_s: float, spent_s: float, step_s: float, most: int) -> int:
+    """How many steps of ``step_s`` seconds fit in what is left of ``budget_s`` after ``spent_s``: rounded down
+    to a multiple of BUDGET_ROUND when that leaves at least two of them, never under 1, never over ``most``."""
+    fit = int(max(0.0, budget_s - spent_s) / max(step_s, 1e-9))
+    if fit >= 2 * BUDGET_ROUND:
+        fit -= fit % BUDGET_ROUND
+    return max(1, min(most, fit))
 
 
 class RunError(RuntimeError):
@@ -208,6 +234,13 @@ class Run:
                 raise RunError(f"'{options.out}' holds a {saved.model} run, not {options.model}: resume it with "
                                f"--model {saved.model}, or choose another --out.")
             changes = {key: getattr(options, key) for key in RESUME_OVERRIDES}
+            if saved.minutes > 0 and options.minutes > 0:  # its budget was fixed as steps when it started
+                del changes["iters"]
+            elif saved.minutes > 0:  # --minutes 0: the command's --iters is the count from now on
+                changes["minutes"] = 0.0
+            elif options.minutes > 0:
+                self.log(f"--minutes is resolved when a run starts; this resumed run trains to --iters "
+                         f"{options.iters}")
             if self.options.data is not None:  # the folder may have moved; the sampler checks it is the same set
                 changes["data"] = self.options.data
             config = resolve(dataclasses.replace(saved, out=options.out, **changes), options.device)
@@ -236,15 +269,18 @@ class Run:
             metrics.close()
 
     def _train_logging_to(self, losses: outputs.CsvLog, metrics: outputs.CsvLog) -> None:
-        trainer, c, log = self.trainer, self.config, self.log
-        out = c.out
+        trainer, log = self.trainer, self.log
+        out = self.config.out
         if self.resumed:
             losses.truncate_after(trainer.step_count)
             metrics.truncate_after(trainer.step_count)
-            log(f"resuming {c.model} from step {trainer.step_count} in '{out}'")
+            log(f"resuming {self.config.model} from step {trainer.step_count} in '{out}'")
         else:
             outputs.save_mean_image(out, trainer.data.images)
             self._save_checkpoint()  # step 0: the first rollback target
+        if self.config.minutes > 0 and trainer.step_count == 0:  # (a run stopped while timing resumes at 0)
+            self._fit_budget()
+        c = self.config
         outputs.write_config(out, c.to_dict())
 
         bar = _progress_bar(c.iters, trainer.step_count, self.progress)
@@ -297,15 +333,51 @@ class Run:
         arrays, meta = self.trainer.state()
         checkpoint.save(checkpoint.in_run(self.config.out), arrays, meta)
 
+    def _reload_checkpoint(self) -> None:
+        """The trainer back at the run's last checkpoint (its config stays the trainer's)."""
+        trainer = self.trainer
+        path = checkpoint.locate(self.config.out)  # a run resumed from a legacy checkpoint.npz may not have saved yet
+        _, arrays, meta, _ = read_checkpoint(path, lambda config, meta: (trainer, trainer.expected_entries()))
+        trainer.load_state(arrays, meta, source=path)
+
+    def _fit_budget(self) -> None:
+        """Resolve ``minutes`` into ``iters`` (and ``lr_decay``, in proportion), once, at step 0.
+
+        Steps are run (BUDGET_WARMUP untimed, then timed) and undone by reloading the step-0 checkpoint;
+        their time counts against the budget. The step-0 checkpoint is then written again with the new
+        count, so a run killed before its next checkpoint resumes with it too.
+        """
+        trainer, c = self.trainer, self.config
+        budget = 60.0 * c.minutes
+        started = time.perf_counter()
+        for _ in range(BUDGET_WARMUP):
+            trainer.step()
+        timed, timing = 0, time.perf_counter()
+        while True:
+            trainer.step()
+            timed += 1
+            now = time.perf_counter()
+            if timed >= BUDGET_MAX_TIMED or (timed >= 2 and now - started >= BUDGET_SHARE * budget) or (
+                    timed >= BUDGET_TIMED and now - timing >= BUDGET_SECONDS):
+                break
+        step_s = (now - timing) / timed
+        self._reload_checkpoint()
+        steps = steps_within(budget, time.perf_counter() - started, step_s, c.iters)
+        decay = max(1, round(c.lr_decay * steps / c.iters)) if c.lr_decay and c.iters else c.lr_decay
+        trainer.config = dataclasses.replace(c, iters=steps, lr_decay=decay)
+        self._save_checkpoint()
+        decayed = f", learning rates falling over the last {decay:,}" if decay else ""
+        short = f" (--minutes 0 trains all {c.iters:,})" if steps < c.iters else ""
+        self.log(f"time budget {c.minutes:g} min: {steps:,} of at most {c.iters:,} steps{decayed} "
+                 f"({step_s * 1e3:.0f} ms a step, timed over {timed} steps){short}")
+
     def _roll_back(self, retries: int, problem: str) -> None:
         trainer, c = self.trainer, self.config
         if retries > c.max_retries:
             raise TrainingDiverged(
                 f"training diverged in '{c.out}': {problem}, still after {c.max_retries} rollbacks to its last "
                 "checkpoint; lower the learning rates (--lr-d/--lr-g) or use --recipe small-data.")
-        path = checkpoint.locate(c.out)  # a run resumed from a legacy checkpoint.npz may not have saved yet
-        _, arrays, meta, _ = read_checkpoint(path, lambda config, meta: (trainer, trainer.expected_entries()))
-        trainer.load_state(arrays, meta, source=path)
+        self._reload_checkpoint()
         # the same randomness would diverge the same way: draw a fresh stream for the retry
         trainer.rng = np.random.default_rng([c.seed, 1, trainer.step_count, retries])
         warnings.warn(f"{problem}; rolled back to step {trainer.step_count} and retrying "

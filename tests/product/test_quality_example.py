@@ -39,6 +39,14 @@ def test_the_small_data_defaults_are_valid_options(tmp_path):
     config = _config(tmp_path, [])
     assert config.ada_target == 0.6 and config.diffaugment == "translation,cutout"
     assert (config.iters, config.lr_decay) == (4000, 2000)  # the rates fall over the second half
+    assert config.minutes == 4  # ... of at most 4,000 steps: what fits in 4 minutes
+
+
+def test_the_time_budget_yields_to_the_users_step_count_and_to_their_own_budget(tmp_path):
+    assert _config(tmp_path, ["--iters", "4000"]).minutes == 0  # a count the user asked for is a count
+    assert (lambda c: (c.iters, c.minutes))(_config(tmp_path, ["--iters=900", "--minutes", "2"])) == (900, 2)
+    assert (lambda c: (c.iters, c.minutes))(_config(tmp_path, ["--minutes=10"])) == (4000, 10)
+    assert _config(tmp_path, ["--recipe", "original"]).minutes == 0  # the original recipe keeps its 3,000 steps
 
 
 def test_the_decay_follows_the_users_iterations_and_yields_to_their_own(tmp_path):

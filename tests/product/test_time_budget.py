@@ -1,0 +1,117 @@
+"""--minutes: a time budget resolved once into a step count. The steps timed to resolve it are undone (the run is
+the one --iters N trains, bit for bit), the count is recorded in config.json and the checkpoints, and a resume,
+even one from the step-0 checkpoint, keeps it."""
+import importlib
+import json
+import os
+
+import numpy as np
+import pytest
+
+from minigan import checkpoint
+from minigan.train import Trainer, run
+from minigan.train.run import BUDGET_ROUND, Run, steps_within
+from tests.product.conftest import tiny_config
+
+run_module = importlib.import_module("minigan.train.run")  # the module: minigan.train.run is also the function
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+
+def _quiet(config, **kw):
+    return run(config, progress=False, log=lambda *a: None, **kw)
+
+
+def _saved(folder):
+    return checkpoint.load(os.path.join(folder, checkpoint.FILENAME))
+
+
+def test_steps_within_rounds_down_caps_and_never_gives_zero():
+    assert steps_within(60.0, 0.0, 0.1, 10 ** 6) == 600
+    assert steps_within(60.0, 0.0, 0.11, 10 ** 6) == 500  # 545 steps fit: a whole number of BUDGET_ROUNDs
+    assert steps_within(60.0, 10.0, 0.1, 10 ** 6) == 500  # the time spent timing counts
+    assert steps_within(60.0, 0.0, 0.1, 450) == 450  # --iters is the most
+    assert steps_within(15.0, 0.0, 0.1, 10 ** 6) == 150  # under 2 BUDGET_ROUNDs: not rounded
+    assert steps_within(1.0, 5.0, 0.1, 10 ** 6) == 1  # budget spent already: one step, not none
+    assert BUDGET_ROUND == 100
+
+
+def test_a_budget_run_is_the_run_its_step_count_would_train(tmp_path, monkeypatch):
+    monkeypatch.setattr(run_module, "BUDGET_SECONDS", 0.2)
+    logged = []
+    budget = tiny_config(tmp_path / "a", iters=10 ** 6, minutes=0.01, lr_decay=500_000, sample_every=1000,
+                         checkpoint_every=1000)
+    finished = run(budget, progress=False, log=logged.append)
+    steps, decay = finished.config.iters, finished.config.lr_decay
+    assert 1 <= steps < 10 ** 6 and finished.step == steps and decay == max(1, round(steps / 2))
+    assert any(f"time budget 0.01 min: {steps:,} of at most 1,000,000 steps" in line for line in logged), logged
+    written = json.load(open(os.path.join(budget.out, "config.json")))
+    assert (written["iters"], written["lr_decay"], written["minutes"]) == (steps, decay, 0.01)
+    a, meta_a = _saved(budget.out)
+    assert meta_a["config"]["iters"] == steps and meta_a["step"] == steps
+    # the same run by count: the budget's timed steps left no trace (weights, optimizer, RNGs, sampler)
+    count = tiny_config(tmp_path / "b", iters=steps, lr_decay=decay, sample_every=1000, checkpoint_every=1000)
+    _quiet(count)
+    b, meta_b = _saved(count.out)
+    assert sorted(a) == sorted(b)
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+    assert meta_a["rng"] == meta_b["rng"] and meta_a["sampler"] == meta_b["sampler"]
+
+
+def test_a_budget_that_buys_more_than_iters_trains_iters(tmp_path, monkeypatch):
+    monkeypatch.setattr(run_module, "BUDGET_SECONDS", 0.0)
+    monkeypatch.setattr(run_module, "BUDGET_TIMED", 2)
+    finished = _quiet(tiny_config(tmp_path, iters=5, lr_decay=4, minutes=1000.0))
+    assert (finished.step, finished.config.iters, finished.config.lr_decay) == (5, 5, 4)
+
+
+def test_a_resume_keeps_the_budgets_count_unless_told_otherwise(tmp_path, monkeypatch):
+    monkeypatch.setattr(run_module, "BUDGET_SECONDS", 0.0)
+    monkeypatch.setattr(run_module, "BUDGET_TIMED", 2)
+    monkeypatch.setattr(run_module, "steps_within", lambda *a: 6)  # whatever the timing, the budget buys 6
+    first = _quiet(tiny_config(tmp_path, iters=50, minutes=1.0, checkpoint_every=2))
+    assert first.step == 6
+    again = _quiet(tiny_config(tmp_path, iters=50, minutes=1.0, checkpoint_every=2), resume=True)
+    assert (again.step, again.config.iters) == (6, 6)  # the same command resumed: nothing left to train
+    logged = []
+    more = run(tiny_config(tmp_path, iters=8, minutes=0.0, checkpoint_every=2), resume=True, progress=False,
+               log=logged.append)
+    assert (more.step, more.config.iters, more.config.minutes) == (8, 8, 0.0)  # --minutes 0: --iters counts
+
+
+def test_a_run_stopped_before_its_first_checkpoint_resumes_with_the_resolved_count(tmp_path, monkeypatch):
+    monkeypatch.setattr(run_module, "BUDGET_SECONDS", 0.0)
+    monkeypatch.setattr(run_module, "BUDGET_TIMED", 2)
+    monkeypatch.setattr(run_module, "steps_within", lambda *a: 7)
+    fit, step = Run._fit_budget, Trainer.step
+    state = {"fitted": False}
+
+    def fit_then_mark(self):
+        fit(self)
+        state["fitted"] = True
+
+    def killed_at_step_3(self):
+        if state["fitted"] and self.step_count == 2:
+            raise KeyboardInterrupt
+        return step(self)
+
+    monkeypatch.setattr(Run, "_fit_budget", fit_then_mark)
+    monkeypatch.setattr(Trainer, "step", killed_at_step_3)
+    config = tiny_config(tmp_path, iters=50, minutes=1.0, checkpoint_every=100)
+    with pytest.raises(KeyboardInterrupt):
+        _quiet(config)
+    _, meta = _saved(config.out)
+    assert (meta["step"], meta["config"]["iters"]) == (0, 7)  # the step-0 checkpoint holds the count
+    monkeypatch.setattr(Trainer, "step", step)
+    # a resume at step 0 times again, with the checkpoint's count as its most: a budget buying 50 trains 7
+    monkeypatch.setattr(run_module, "steps_within", lambda budget, spent, step_s, most: min(most, 50))
+    resumed = _quiet(config, resume=True)
+    assert (resumed.step, resumed.config.iters) == (7, 7)
+
+
+def test_minutes_is_checked_like_every_option(tmp_path):
+    from minigan.train import ConfigError
+
+    with pytest.raises(ConfigError, match="--minutes must be a finite number >= 0"):
+        tiny_config(tmp_path, minutes=-1.0)
