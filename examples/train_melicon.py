@@ -10,8 +10,8 @@ to a few modes. Pass --recipe original for the original project's recipe alone.
 
 On a GPU it trains the original full model (64x64, width 64) for 3000 steps. On
 a CPU it trains the same architecture at 32x32, half width, with G's learning
-rate raised to D's (4e-4) for up to 4000 steps, as many as fit in 4 minutes
-(--minutes 4: a few steps are timed, undone, and the count is fixed and printed
+rate raised to D's (4e-4) for up to 4000 steps, as many as fit in 3.5 minutes
+(--minutes 3.5: a few steps are timed, undone, and the count is fixed and printed
 at the start), both rates falling linearly to 0 over the second half, so a first
 run, install included, shows icons within 5 minutes on 2 cores. On an idle 2-core
 AMD EPYC with AVX-512 all 4000 fit (3 min 20 s for a first run, pip install and
@@ -45,7 +45,7 @@ CPU_SMALL_DATA = ["--diffaugment", "translation,cutout", "--ada-target", "0.6", 
 #: the small-data recipe's steps; its learning rates fall linearly to 0 over the second half of the run
 SMALL_DATA_ITERS = 4000
 #: ... or fewer: as many as fit in this many minutes of training (the first run, install included, in 5)
-SMALL_DATA_MINUTES = 4
+SMALL_DATA_MINUTES = 3.5
 
 
 def _given(argv, flag):

@@ -39,7 +39,7 @@ def test_the_small_data_defaults_are_valid_options(tmp_path):
     config = _config(tmp_path, [])
     assert config.ada_target == 0.6 and config.diffaugment == "translation,cutout"
     assert (config.iters, config.lr_decay) == (4000, 2000)  # the rates fall over the second half
-    assert config.minutes == 4  # ... of at most 4,000 steps: what fits in 4 minutes
+    assert config.minutes == 3.5  # ... of at most 4,000 steps: what fits in 3.5 minutes
 
 
 def test_the_time_budget_yields_to_the_users_step_count_and_to_their_own_budget(tmp_path):
