@@ -13,11 +13,11 @@ a CPU it trains the same architecture at 32x32, half width, with G's learning
 rate raised to D's (4e-4) for up to 4000 steps, as many as fit in 3.5 minutes
 (--minutes 3.5: a few steps are timed, undone, and the count is fixed and printed
 at the start), both rates falling linearly to 0 over the second half, so a first
-run, install included, shows icons within 5 minutes on 2 cores. On an idle 2-core
-AMD EPYC with AVX-512 all 4000 fit (3 min 20 s for a first run, pip install and
-numba's compilation included); on a 2-core Zen 3 guest without AVX-512, where
-PyTorch is about 2x slower too, about 2000 do (3 min 14 s in all; all 4000 took
-8 min 9 s there). Pass --iters 4000 to train them all whatever the time (a
+run, install included, shows icons within 5 minutes on 2 cores. On the idle 2-core
+AMD EPYC with AVX-512 the recipe was measured on (52 ms a step) that is 3900-4000
+of them (all 4000 took 3 min 20 s for a first run there, pip install and numba's
+compilation included); on a 2-core Zen 3 guest without AVX-512, where PyTorch is
+about 2x slower too, 2100 (a first run: 4 min 8 s in all; all 4000 took 8 min 9 s). Pass --iters 4000 to train them all whatever the time (a
 count of your own turns the budget off), and --image-size 64 --width 64 --lr-g 1e-4 for the original full
 recipe. On the CPU the augmentation is adaptive (ADA): DiffAugment's
 translation and cutout, each applied with a probability p that starts at 0 and
