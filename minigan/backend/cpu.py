@@ -2,7 +2,9 @@
 
 Every function here has a twin of the same name and signature in
 :mod:`minigan.backend.cuda` that launches a kernel from ``kernels/*.cu``;
-``tests/kernels`` compares the two. Arrays are C-contiguous float32 or float64,
+``tests/kernels`` compares the two. One is CPU-only: ``spectral_power``
+(spectral norm's power step, whose GPU form is two cuBLAS matrix-vector
+products in :mod:`minigan.nn.spectral_norm`; a test holds the two forms together). Arrays are C-contiguous float32 or float64,
 in the layouts of the .cu files' headers (the im2col index map is drawn in
 kernels/README.md). The sections below follow the files of ``kernels/``, one
 section per file.
@@ -645,6 +647,69 @@ def col2im_channels_last(cols, x, kh, kw, sh, sw, ph, pw, oh, ow):
     threads.over_ranges(x.shape[0], cols.size,
                         lambda lo, hi: _col2im_channels_last(cols, x, kh, kw, sh, sw, ph, pw, oh, ow, lo, hi))
     return x
+
+
+# ---------------------------------------------------------------------------
+# spectral norm's power step (CPU only: on a GPU it is two cuBLAS matrix-vector products)
+# ---------------------------------------------------------------------------
+@_kernel(fastmath={"reassoc"})  # on the dot products' sums, as in batch norm
+def _spectral_power(w3, u, v, eps, iterations):
+    pre, rows, post = w3.shape
+    acc = np.empty(pre * post, np.float64)
+    wv = np.empty(rows, np.float64)
+    sigma = 0.0
+    for _ in range(iterations):
+        acc[:] = 0.0  # W_mat^T u: row r of W_mat is w3[:, r, :]; four rows a pass over acc
+        for a in range(pre):
+            base = a * post
+            r = 0
+            while r + 4 <= rows:
+                u0, u1, u2, u3 = np.float64(u[r]), np.float64(u[r + 1]), np.float64(u[r + 2]), np.float64(u[r + 3])
+                for b in range(post):
+                    acc[base + b] += (u0 * w3[a, r, b] + u1 * w3[a, r + 1, b]) + (u2 * w3[a, r + 2, b]
+                                                                               + u3 * w3[a, r + 3, b])
+                r += 4
+            while r < rows:
+                ur = np.float64(u[r])
+                for b in range(post):
+                    acc[base + b] += ur * w3[a, r, b]
+                r += 1
+        norm = 0.0
+        for i in range(acc.size):
+            norm += acc[i] * acc[i]
+        scale = 1.0 / max(math.sqrt(norm), eps)
+        for i in range(acc.size):
+            v[i] = acc[i] * scale
+        wv[:] = 0.0  # W_mat v, from v as stored (its dtype), as the Function's sigma will see it; w3 in order
+        for a in range(pre):
+            base = a * post
+            for r in range(rows):
+                t = 0.0
+                for b in range(post):
+                    t += w3[a, r, b] * np.float64(v[base + b])
+                wv[r] += t
+        norm = 0.0
+        for r in range(rows):
+            norm += wv[r] * wv[r]
+        scale = 1.0 / max(math.sqrt(norm), eps)
+        sigma = 0.0
+        for r in range(rows):
+            u[r] = wv[r] * scale
+            sigma += np.float64(u[r]) * wv[r]  # u^T W_mat v
+    return sigma
+
+
+def spectral_power(w3, u, v, eps, iterations):
+    """``iterations`` (>= 1) power steps of spectral norm on W_mat (rows = w3's middle axis; W_mat[r, (a, b)] =
+    w3[a, r, b]), u (rows,) and v (pre * post,) updated in place: v <- normalize(W_mat^T u), then u <-
+    normalize(W_mat v). Returns sigma = u^T W_mat v after the last step (a float), from that step's W_mat v.
+
+    One pass over W for each product, sums in float64, no temporaries: the NumPy form is six calls and
+    two temporaries a step plus a third product for sigma, which cost more than the arithmetic on
+    SAGAN's small weights.
+    """
+    (w3,) = _contiguous(w3)
+    return _spectral_power(w3, u, v, eps, iterations)
 
 
 # ---------------------------------------------------------------------------

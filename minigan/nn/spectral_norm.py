@@ -25,8 +25,11 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 import minigan.ops as F
 from minigan import backend, random
+from minigan.backend import cpu
 from minigan.nn.layers import ConvTranspose2d
 from minigan.nn.module import Module, Parameter
 from minigan.tensor import Function, Tensor
@@ -58,6 +61,16 @@ def _sigma(w3, u, v):
     return (u @ _w_v(w3, v)).reshape(())
 
 
+def _power_steps(w3, u, v, eps, steps):
+    """cpu.spectral_power for any array module (a GPU's): ``steps`` (>= 1) power steps, u and v updated in
+    place; returns sigma = u^T W_mat v (a 0-d array) from the last step's own W_mat v."""
+    for _ in range(steps):
+        v[...] = _normalize(_wt_u(w3, u), eps)
+        wv = _w_v(w3, v)
+        u[...] = _normalize(wv, eps)
+    return (u @ wv).reshape(())
+
+
 def _outer(u, v, w3):
     """u v^T laid out like W3: (pre, rows, post)."""
     pre, _, post = w3.shape
@@ -73,9 +86,11 @@ class SpectralNormalize(Function):
     """
 
     @staticmethod
-    def forward(ctx, w, u, v, dim=0):
+    def forward(ctx, w, u, v, dim=0, sigma=None):
+        """``sigma``: u^T W_mat v when the caller has it already (the power step's), else computed here."""
         w3 = _as_3d(w, dim)
-        sigma = _sigma(w3, u, v)
+        if sigma is None:
+            sigma = _sigma(w3, u, v)
         ctx.save(w, u.copy(), v.copy())  # u, v are updated in place by the next power step
         ctx.dim, ctx.sigma = dim, sigma
         return w / sigma
@@ -106,11 +121,16 @@ class SpectralNorm(Module):
         self.register_buffer("v", _normalize(rng.standard_normal(cols).astype(weight.dtype), eps))
 
     def power_iteration(self):
-        """Advance u and v (in place) by ``n_power_iterations`` steps."""
-        w3 = _as_3d(self.weight_orig.data, self.dim)
-        for _ in range(self.n_power_iterations):
-            self.v[...] = _normalize(_wt_u(w3, self.u), self.eps)
-            self.u[...] = _normalize(_w_v(w3, self.v), self.eps)
+        """Advance u and v (in place) by ``n_power_iterations`` steps; returns sigma = u^T W_mat v after them
+        (a 0-d array of W's dtype; None after no step), from the last step's own W_mat v."""
+        w = self.weight_orig.data
+        w3 = _as_3d(w, self.dim)
+        if self.n_power_iterations < 1:
+            return None
+        if isinstance(w, np.ndarray):  # one numba kernel (see cpu.spectral_power)
+            sigma = cpu.spectral_power(w3, self.u, self.v, self.eps, self.n_power_iterations)
+            return np.asarray(sigma, dtype=w.dtype)
+        return _power_steps(w3, self.u, self.v, self.eps, self.n_power_iterations)
 
     def sigma(self):
         """u^T W v as a Tensor, differentiable with respect to W only (sum of W * u v^T)."""
@@ -119,9 +139,8 @@ class SpectralNorm(Module):
         return F.sum(w * Tensor(outer))
 
     def normalized_weight(self):
-        if self.training:
-            self.power_iteration()
-        return SpectralNormalize.apply(self.weight_orig, self.u, self.v, dim=self.dim)
+        sigma = self.power_iteration() if self.training else None
+        return SpectralNormalize.apply(self.weight_orig, self.u, self.v, dim=self.dim, sigma=sigma)
 
     def forward(self, x):
         # the wrapped layer's own forward (Linear/Conv2d/ConvTranspose2d.forward), with W / sigma for its weight

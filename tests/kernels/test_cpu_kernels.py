@@ -377,3 +377,53 @@ def test_every_kernel_runs_on_its_calling_thread_without_the_gil():
         assert not kernel.targetoptions.get("parallel"), kernel.py_func.__name__
         assert kernel.targetoptions.get("nogil"), kernel.py_func.__name__
         assert type(kernel._cache).__name__ != "NullCache", kernel.py_func.__name__  # cache=True
+
+
+# weight shape, the axis of W_mat's rows (0: Conv2d/Linear, 1: ConvTranspose2d), power steps
+SPECTRAL_CASES = [((6, 5), 0, 1), ((7, 3, 4, 4), 0, 1), ((3, 7, 4, 4), 1, 1), ((5, 2, 3, 3), 0, 3),
+                  ((1, 9), 0, 1), ((9, 1), 0, 2), ((64, 32, 4, 4), 0, 1), ((32, 64, 4, 4), 1, 1)]
+
+
+@pytest.mark.parametrize("shape,dim,steps", SPECTRAL_CASES)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_spectral_power_is_the_power_step_and_its_sigma(rng, shape, dim, steps, dtype):
+    """v <- normalize(W_mat^T u), u <- normalize(W_mat v), sigma = u^T W_mat v, against a dense W_mat in float64
+    (rows counts 1, 3, 5, 7, 9, 32, 64: the four-row blocks and their remainders)."""
+    w = rng.standard_normal(shape).astype(dtype)
+    w_mat = np.moveaxis(w.astype(np.float64), dim, 0).reshape(shape[dim], -1)  # columns (a, b): before, after dim
+    u = rng.standard_normal(shape[dim]).astype(dtype)
+    v = np.zeros(w_mat.shape[1], dtype)
+    ru = u.astype(np.float64)
+    for _ in range(steps):
+        rv = w_mat.T @ ru
+        rv /= np.linalg.norm(rv)
+        ru = w_mat @ rv
+        ru /= np.linalg.norm(ru)
+    w3 = w.reshape(int(np.prod(shape[:dim])), shape[dim], -1)
+    sigma = cpu.spectral_power(w3, u, v, 1e-12, steps)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(u, ru, rtol=tol, atol=tol)
+    np.testing.assert_allclose(v, rv, rtol=tol, atol=tol)
+    np.testing.assert_allclose(sigma, ru @ w_mat @ rv, rtol=tol)
+    assert u.dtype == v.dtype == dtype
+
+
+def test_spectral_power_of_a_zero_weight_is_zero_not_nan():
+    w3 = np.zeros((1, 4, 6), np.float32)
+    u, v = np.ones(4, np.float32), np.ones(6, np.float32)
+    assert cpu.spectral_power(w3, u, v, 1e-12, 1) == 0.0
+    assert not u.any() and not v.any()
+
+
+@pytest.mark.parametrize("shape,dim,steps", SPECTRAL_CASES)
+def test_spectral_power_matches_the_array_module_form_a_gpu_runs(rng, shape, dim, steps):
+    from minigan.nn.spectral_norm import _as_3d, _power_steps
+
+    w3 = _as_3d(rng.standard_normal(shape).astype(np.float32), dim)
+    u = rng.standard_normal(w3.shape[1]).astype(np.float32)
+    u2, v, v2 = u.copy(), np.zeros(w3.shape[0] * w3.shape[2], np.float32), np.zeros(w3.shape[0] * w3.shape[2], np.float32)
+    sigma = cpu.spectral_power(w3, u, v, 1e-12, steps)
+    sigma2 = _power_steps(w3, u2, v2, 1e-12, steps)
+    np.testing.assert_allclose(u, u2, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(v, v2, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(sigma, sigma2, rtol=1e-5)
