@@ -236,6 +236,9 @@ class Run:
             changes = {key: getattr(options, key) for key in RESUME_OVERRIDES}
             if saved.minutes > 0 and options.minutes > 0:  # its budget was fixed as steps when it started
                 del changes["iters"]
+                if options.iters != saved.iters:
+                    self.log(f"this run's time budget fixed it at {saved.iters:,} steps when it started; pass "
+                             f"--minutes 0 --iters N to train to another count")
             elif saved.minutes > 0:  # --minutes 0: the command's --iters is the count from now on
                 changes["minutes"] = 0.0
             elif options.minutes > 0:

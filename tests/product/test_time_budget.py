@@ -72,8 +72,11 @@ def test_a_resume_keeps_the_budgets_count_unless_told_otherwise(tmp_path, monkey
     monkeypatch.setattr(run_module, "steps_within", lambda *a: 6)  # whatever the timing, the budget buys 6
     first = _quiet(tiny_config(tmp_path, iters=50, minutes=1.0, checkpoint_every=2))
     assert first.step == 6
-    again = _quiet(tiny_config(tmp_path, iters=50, minutes=1.0, checkpoint_every=2), resume=True)
+    logged = []
+    again = run(tiny_config(tmp_path, iters=50, minutes=1.0, checkpoint_every=2), resume=True, progress=False,
+                log=logged.append)
     assert (again.step, again.config.iters) == (6, 6)  # the same command resumed: nothing left to train
+    assert any("fixed it at 6 steps" in line and "--minutes 0 --iters N" in line for line in logged), logged
     logged = []
     more = run(tiny_config(tmp_path, iters=8, minutes=0.0, checkpoint_every=2), resume=True, progress=False,
                log=logged.append)
