@@ -55,7 +55,7 @@ RESUME_OVERRIDES = ("iters", "sample_every", "checkpoint_every", "eval_every")
 
 #: a time budget's calibration: steps run untimed first (numba compiles, buffers and caches fill), then
 #: steps are timed until there are at least BUDGET_TIMED and BUDGET_SECONDS have passed, or
-#: BUDGET_MAX_TIMED steps, or the timing has used BUDGET_SHARE of the budget (with at least 2 timed)
+#: BUDGET_MAX_TIMED steps, or the timed steps have used BUDGET_SHARE of the budget (with at least 2 timed)
 BUDGET_WARMUP = 3
 BUDGET_TIMED = 10
 BUDGET_SECONDS = 1.5
@@ -360,7 +360,8 @@ class Run:
             trainer.step()
             timed += 1
             now = time.perf_counter()
-            if timed >= BUDGET_MAX_TIMED or (timed >= 2 and now - started >= BUDGET_SHARE * budget) or (
+            # (the share counts the timed steps only: a first run's warm-up holds numba's compilation, 10 s or more)
+            if timed >= BUDGET_MAX_TIMED or (timed >= 2 and now - timing >= BUDGET_SHARE * budget) or (
                     timed >= BUDGET_TIMED and now - timing >= BUDGET_SECONDS):
                 break
         step_s = (now - timing) / timed

@@ -118,3 +118,23 @@ def test_minutes_is_checked_like_every_option(tmp_path):
 
     with pytest.raises(ConfigError, match="--minutes must be a finite number >= 0"):
         tiny_config(tmp_path, minutes=-1.0)
+
+
+def test_a_slow_warm_up_does_not_cut_the_timing_short(tmp_path, monkeypatch):
+    # a first run's warm-up steps hold numba's compilation: they must not use up the timing's share of the budget
+    import time
+
+    monkeypatch.setattr(run_module, "BUDGET_SECONDS", 0.0)
+    monkeypatch.setattr(run_module, "BUDGET_TIMED", 6)
+    step = Trainer.step
+
+    def compiling_at_first(self):
+        if self.step_count < run_module.BUDGET_WARMUP:
+            time.sleep(0.5)
+        return step(self)
+
+    monkeypatch.setattr(Trainer, "step", compiling_at_first)
+    logged = []
+    run(tiny_config(tmp_path, iters=10 ** 6, minutes=0.05, sample_every=1000, checkpoint_every=1000),
+        progress=False, log=logged.append)  # a 3 s budget: 5% is 0.15 s, the warm-up alone takes 1.5 s
+    assert any("timed over 6 steps" in line for line in logged), logged
