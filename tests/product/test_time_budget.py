@@ -134,7 +134,9 @@ def test_a_slow_warm_up_does_not_cut_the_timing_short(tmp_path, monkeypatch):
         return step(self)
 
     monkeypatch.setattr(Trainer, "step", compiling_at_first)
+    monkeypatch.setattr(run_module, "steps_within", lambda *a: 2)  # the run itself kept short
     logged = []
-    run(tiny_config(tmp_path, iters=10 ** 6, minutes=0.05, sample_every=1000, checkpoint_every=1000),
-        progress=False, log=logged.append)  # a 3 s budget: 5% is 0.15 s, the warm-up alone takes 1.5 s
+    # a 20 s budget: its 5% is 1 s, which the 1.5 s warm-up would use up, and six timed steps do not (< 0.17 s each)
+    run(tiny_config(tmp_path, iters=10 ** 6, minutes=1 / 3, sample_every=1000, checkpoint_every=1000),
+        progress=False, log=logged.append)
     assert any("timed over 6 steps" in line for line in logged), logged
