@@ -67,11 +67,12 @@ BUDGET_ROUND = 100
 
 def steps_within(budget_s: float, spent_s: float, step_s: float, most: int) -> int:
     """How many steps of ``step_s`` seconds fit in what is left of ``budget_s`` after ``spent_s``: rounded down
-    to a multiple of BUDGET_ROUND when that leaves at least two of them, never under 1, never over ``most``."""
+    to a multiple of BUDGET_ROUND when that leaves at least two of them, never under 1 (unless ``most`` is 0),
+    never over ``most``."""
     fit = int(max(0.0, budget_s - spent_s) / max(step_s, 1e-9))
     if fit >= 2 * BUDGET_ROUND:
         fit -= fit % BUDGET_ROUND
-    return max(1, min(most, fit))
+    return min(most, max(1, fit))
 
 
 class RunError(RuntimeError):
@@ -281,7 +282,8 @@ class Run:
         else:
             outputs.save_mean_image(out, trainer.data.images)
             self._save_checkpoint()  # step 0: the first rollback target
-        if self.config.minutes > 0 and trainer.step_count == 0:  # (a run stopped while timing resumes at 0)
+        # (a run stopped while timing resumes at 0; --iters 0 has no step to time)
+        if self.config.minutes > 0 and trainer.step_count == 0 and self.config.iters > 0:
             self._fit_budget()
         c = self.config
         outputs.write_config(out, c.to_dict())

@@ -33,6 +33,7 @@ def test_steps_within_rounds_down_caps_and_never_gives_zero():
     assert steps_within(60.0, 0.0, 0.1, 450) == 450  # --iters is the most
     assert steps_within(15.0, 0.0, 0.1, 10 ** 6) == 150  # under 2 BUDGET_ROUNDs: not rounded
     assert steps_within(1.0, 5.0, 0.1, 10 ** 6) == 1  # budget spent already: one step, not none
+    assert steps_within(60.0, 0.0, 0.1, 0) == 0  # ... but never more than --iters, even 0
     assert BUDGET_ROUND == 100
 
 
@@ -64,6 +65,8 @@ def test_a_budget_that_buys_more_than_iters_trains_iters(tmp_path, monkeypatch):
     monkeypatch.setattr(run_module, "BUDGET_TIMED", 2)
     finished = _quiet(tiny_config(tmp_path, iters=5, lr_decay=4, minutes=1000.0))
     assert (finished.step, finished.config.iters, finished.config.lr_decay) == (5, 5, 4)
+    nothing = _quiet(tiny_config(tmp_path / "zero", iters=0, minutes=1000.0))  # --iters 0: no step, none timed
+    assert (nothing.step, nothing.config.iters) == (0, 0)
 
 
 def test_a_resume_keeps_the_budgets_count_unless_told_otherwise(tmp_path, monkeypatch):
