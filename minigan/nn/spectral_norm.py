@@ -123,10 +123,10 @@ class SpectralNorm(Module):
     def power_iteration(self):
         """Advance u and v (in place) by ``n_power_iterations`` steps; returns sigma = u^T W_mat v after them
         (a 0-d array of W's dtype; None after no step), from the last step's own W_mat v."""
-        w = self.weight_orig.data
-        w3 = _as_3d(w, self.dim)
         if self.n_power_iterations < 1:
             return None
+        w = self.weight_orig.data
+        w3 = _as_3d(w, self.dim)
         if isinstance(w, np.ndarray):  # one numba kernel (see cpu.spectral_power)
             sigma = cpu.spectral_power(w3, self.u, self.v, self.eps, self.n_power_iterations)
             return np.asarray(sigma, dtype=w.dtype)
