@@ -12,7 +12,8 @@ On a GPU it trains the original full model (64x64, width 64) for 3000 steps. On
 a CPU it trains the same architecture at 32x32, half width, with G's learning
 rate raised to D's (4e-4) for up to 4000 steps, as many as fit in 3.5 minutes
 (--minutes 3.5: a few steps are timed, undone, and the count is fixed and printed
-at the start), both rates falling linearly to 0 over the second half, so a first
+at the start, then looked at once more from the run's own pace half way), both
+rates falling linearly to 0 over the second half, so a first
 run, install included, shows icons within 5 minutes on 2 cores. On the idle 2-core
 AMD EPYC with AVX-512 the recipe was measured on (52 ms a step) that is 3900-4000
 of them (all 4000 took 3 min 20 s for a first run there, pip install and numba's

@@ -109,8 +109,9 @@ class TrainConfig:
     out: str | None = _option(None, "run folder (default: runs/MODEL)", str, True)
     iters: int = _option(2000, "training iterations (with --minutes: the most)", lo=0, hi=MAX_STEPS)
     minutes: float = _option(0.0, "a time budget: train for about this many minutes, at most --iters steps. A fresh "
-                             "run times a few steps, undoes them, and fixes its step count once (printed, and "
-                             "recorded in config.json; a resume keeps it); --lr-decay shrinks in proportion "
+                             "run times a few steps, undoes them, and fixes its step count (printed, and recorded "
+                             "in config.json; a resume keeps it), then looks at it once more from its own pace "
+                             "before the learning rates start to fall; --lr-decay shrinks in proportion "
                              "(0: --iters is the count)", lo=0, hi=10 ** 6)
     batch: int | None = _option(None, "batch size (default: the model's original)", int, True, lo=1, hi=4096)
     device: str | None = _option(None, "cpu or cuda (default: MINIGAN_DEVICE, else the GPU if usable)", str, True,

@@ -12,11 +12,14 @@ self-healing. The iteration itself is the :class:`~minigan.train.trainer.Trainer
   it is an error, and a fresh run never writes into a folder that holds a log.
 * Ctrl-C / SIGTERM finish the current step, save a checkpoint and stop
   (a second Ctrl-C stops at once, still never tearing a checkpoint).
-* ``minutes`` (a time budget) is resolved into the step count once, when a
-  run starts from step 0: a few steps are timed and then undone (the step-0
+* ``minutes`` (a time budget) is resolved into the step count when a run
+  starts from step 0: a few steps are timed and then undone (the step-0
   checkpoint is reloaded, so the run is the one ``--iters N`` would train), and
   ``iters`` (and ``lr_decay``, in proportion) are fixed in the config, its
-  checkpoints and config.json. A resume keeps that count.
+  checkpoints and config.json. The count is looked at once more, from the pace
+  of the run's own steps, just before the learning rates start to fall (half
+  way without a decay), while the run is still the one the new count would
+  train. A resume keeps the count it finds.
 * Non-finite losses or weights roll the run back to the last checkpoint and
   retry with fresh randomness; after ``max_retries`` in a row it stops with one
   clear error. Weights are checked every step, not just losses: a NaN weight
@@ -63,6 +66,28 @@ BUDGET_MAX_TIMED = 100
 BUDGET_SHARE = 0.05
 #: a budget's step count is rounded down to a multiple of this (when it buys at least two of them)
 BUDGET_ROUND = 100
+
+
+#: the count is looked at again (:meth:`Run._check_budget`) only after at least this many of the run's own steps
+BUDGET_CHECK_AFTER = 50
+
+
+@dataclasses.dataclass
+class _Budget:
+    """A time budget a run is keeping: ``seconds`` from ``started`` (time.perf_counter), at most ``most`` steps,
+    ``decay`` the command's --lr-decay (for ``most``), and the step ``check_at`` where the count is looked at again."""
+
+    seconds: float
+    started: float
+    most: int
+    decay: int
+    check_at: int
+
+
+def scaled_decay(decay: int, steps: int, most: int) -> int:
+    """--lr-decay for a count of ``steps`` where the command gave ``decay`` for ``most``: in proportion, at least 1
+    (0 stays 0)."""
+    return max(1, round(decay * steps / most)) if decay and most else decay
 
 
 def steps_within(budget_s: float, spent_s: float, step_s: float, most: int) -> int:
@@ -169,6 +194,7 @@ class Run:
         self.options, self.resume, self.progress, self.log = options, resume, progress, log
         self.trainer: Trainer | None = None
         self.resumed = False
+        self._budget: _Budget | None = None  # a time budget this process resolved, until its second look
 
     @property
     def config(self) -> TrainConfig:
@@ -291,10 +317,15 @@ class Run:
         bar = _progress_bar(c.iters, trainer.step_count, self.progress)
         retries = 0
         last_saved = trainer.step_count  # a resumed run's checkpoint, or the step-0 one just written
-        started = time.time()
+        started, paced = time.time(), (time.perf_counter(), trainer.step_count)
         with _stop_requests() as stop:
             try:
                 while trainer.step_count < c.iters and not stop["stop"]:
+                    if self._budget is not None and trainer.step_count == self._budget.check_at:
+                        self._check_budget(*paced)
+                        c = self.config
+                        bar.total = c.iters
+                        bar.refresh()
                     stats = trainer.step()
                     problem = _divergence(trainer, stats)
                     if problem:
@@ -346,7 +377,8 @@ class Run:
         trainer.load_state(arrays, meta, source=path)
 
     def _fit_budget(self) -> None:
-        """Resolve ``minutes`` into ``iters`` (and ``lr_decay``, in proportion), once, at step 0.
+        """Resolve ``minutes`` into ``iters`` (and ``lr_decay``, in proportion) at step 0; :meth:`_check_budget`
+        looks at the count once more later.
 
         Steps are run (BUDGET_WARMUP untimed, then timed) and undone by reloading the step-0 checkpoint;
         their time counts against the budget. The step-0 checkpoint is then written again with the new
@@ -369,13 +401,38 @@ class Run:
         step_s = (now - timing) / timed
         self._reload_checkpoint()
         steps = steps_within(budget, time.perf_counter() - started, step_s, c.iters)
-        decay = max(1, round(c.lr_decay * steps / c.iters)) if c.lr_decay and c.iters else c.lr_decay
+        decay = scaled_decay(c.lr_decay, steps, c.iters)
         trainer.config = dataclasses.replace(c, iters=steps, lr_decay=decay)
         self._save_checkpoint()
         decayed = f", learning rates falling over the last {decay:,}" if decay else ""
         short = f" (--minutes 0 trains all {c.iters:,})" if steps < c.iters else ""
         self.log(f"time budget {c.minutes:g} min: {steps:,} of at most {c.iters:,} steps{decayed} "
                  f"({step_s * 1e3:.0f} ms a step, timed over {timed} steps){short}")
+        # looked at again where the rates start to fall (half way without a decay), if the run has paced itself by
+        # then; not when the instance noise anneals over the count: the steps before would change with it
+        check_at = steps - decay if decay else steps // 2
+        if check_at >= BUDGET_CHECK_AFTER and not (c.instance_noise > 0 and not c.noise_anneal):
+            self._budget = _Budget(budget, started, c.iters, c.lr_decay, check_at)
+
+    def _check_budget(self, since: float, since_step: int) -> None:
+        """The budget's second look, at ``check_at``, before any step the new count would train differently: the
+        count is what the run's own pace (its steps since ``since_step``, sampling and checkpoints included) buys
+        in what is left of the budget, at most the command's --iters; the decay keeps its share of the count and
+        starts here at the earliest. A count that moves is logged and written to config.json (the checkpoints
+        take it from the next one on)."""
+        budget, trainer, c = self._budget, self.trainer, self.config
+        self._budget = None
+        now, done = time.perf_counter(), trainer.step_count
+        step_s = (now - since) / max(1, done - since_step)
+        steps = done + steps_within(budget.seconds, now - budget.started, step_s, budget.most - done)
+        decay = min(scaled_decay(budget.decay, steps, budget.most), steps - done) if c.lr_decay else 0
+        if (steps, decay) == (c.iters, c.lr_decay):
+            return
+        trainer.config = dataclasses.replace(c, iters=steps, lr_decay=decay)
+        outputs.write_config(c.out, trainer.config.to_dict())
+        decayed = f", learning rates falling over the last {decay:,}" if decay else ""
+        self.log(f"time budget {c.minutes:g} min: {steps:,} steps, not {c.iters:,}{decayed} ({step_s * 1e3:.0f} ms a "
+                 f"step over the last {done - since_step:,})")
 
     def _roll_back(self, retries: int, problem: str) -> None:
         trainer, c = self.trainer, self.config
@@ -448,7 +505,9 @@ def _divergence(trainer: Trainer, stats: dict) -> str:
 
 
 class _NoBar:
+    total = 0
     def update(self, n=1): pass
+    def refresh(self): pass
     def set_postfix(self, *a, **k): pass
     def close(self): pass
 

@@ -1,6 +1,7 @@
-"""--minutes: a time budget resolved once into a step count. The steps timed to resolve it are undone (the run is
-the one --iters N trains, bit for bit), the count is recorded in config.json and the checkpoints, and a resume,
-even one from the step-0 checkpoint, keeps it."""
+"""--minutes: a time budget resolved into a step count at the start, and looked at once more, from the run's own pace,
+just before the learning rates start to fall. The steps timed to resolve it are undone and the steps before the
+second look are the ones the new count trains (the run is the one --iters N trains, bit for bit), the count is
+recorded in config.json and the checkpoints, and a resume, even one from the step-0 checkpoint, keeps it."""
 import importlib
 import json
 import os
@@ -143,3 +144,86 @@ def test_a_slow_warm_up_does_not_cut_the_timing_short(tmp_path, monkeypatch):
     run(tiny_config(tmp_path, iters=10 ** 6, minutes=1 / 3, sample_every=1000, checkpoint_every=1000),
         progress=False, log=logged.append)
     assert any("timed over 6 steps" in line for line in logged), logged
+
+
+class _Clock:
+    """time.perf_counter for minigan.train.run that moves only with the Trainer's steps: ``dt`` seconds a step
+    while the budget is timed, then ``later`` seconds a step (the host's pace changing after its timing)."""
+
+    def __init__(self, monkeypatch, dt, later):
+        import time
+        import types
+
+        self.now, self.dt, self.later, self.fitted = 0.0, dt, later, False
+        monkeypatch.setattr(run_module, "time", types.SimpleNamespace(perf_counter=lambda: self.now, time=time.time))
+        monkeypatch.setattr(run_module, "BUDGET_SECONDS", 0.0)
+        monkeypatch.setattr(run_module, "BUDGET_TIMED", 10)
+        step, fit = Trainer.step, Run._fit_budget
+
+        def timed_step(trainer):
+            self.now += self.later if self.fitted else self.dt
+            return step(trainer)
+
+        def fit_budget(run_):
+            fit(run_)
+            self.fitted = True
+
+        monkeypatch.setattr(Trainer, "step", timed_step)
+        monkeypatch.setattr(Run, "_fit_budget", fit_budget)
+
+
+def test_the_count_is_looked_at_again_where_the_rates_start_to_fall(tmp_path, monkeypatch):
+    # timed at 10 ms a step, the host then runs at 15: a 3 s budget first buys 200 steps (3 warm-up and 10 timed
+    # steps spent 0.13 s; 287 fit, rounded down), the decay over the last 60 (its 30%); at step 140 (2.23 s spent)
+    # 51 more fit
+    _Clock(monkeypatch, dt=0.01, later=0.015)
+    logged = []
+    budget = tiny_config(tmp_path / "a", iters=10 ** 6, minutes=0.05, lr_decay=300_000, sample_every=1000,
+                         checkpoint_every=1000)
+    finished = run(budget, progress=False, log=logged.append)
+    assert any("time budget 0.05 min: 200 of at most 1,000,000 steps, learning rates falling over the last 60"
+               in line for line in logged), logged
+    assert any("time budget 0.05 min: 191 steps, not 200, learning rates falling over the last 51 (15 ms a step "
+               "over the last 140)" in line for line in logged), logged
+    # the decay keeps its share (57 of 191) only as far as the steps left allow: it starts now, over 51
+    assert (finished.step, finished.config.iters, finished.config.lr_decay) == (191, 191, 51)
+    written = json.load(open(os.path.join(budget.out, "config.json")))
+    assert (written["iters"], written["lr_decay"]) == (191, 51)
+    a, meta_a = _saved(budget.out)
+    assert meta_a["config"]["iters"] == 191
+    # the steps before the second look were the ones the new count trains: the same run, bit for bit
+    monkeypatch.undo()
+    count = tiny_config(tmp_path / "b", iters=191, lr_decay=51, sample_every=1000, checkpoint_every=1000)
+    _quiet(count)
+    b, meta_b = _saved(count.out)
+    assert sorted(a) == sorted(b)
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+    assert meta_a["rng"] == meta_b["rng"] and meta_a["sampler"] == meta_b["sampler"]
+
+
+def test_a_faster_pace_lengthens_the_run_up_to_iters_and_without_a_decay_the_look_is_half_way(tmp_path, monkeypatch):
+    # timed at 20 ms a step, then 5: 137 steps first (decay 68 of them: 69 at full rates), then the most, 180
+    _Clock(monkeypatch, dt=0.02, later=0.005)
+    finished = _quiet(tiny_config(tmp_path / "a", iters=180, lr_decay=90, minutes=0.05, sample_every=1000,
+                                  checkpoint_every=1000))
+    assert (finished.step, finished.config.iters, finished.config.lr_decay) == (180, 180, 90)
+    # no decay: the look is half way, at 100 of a first 200 (2.13 s spent at 10 then 20 ms a step), and 43 more fit
+    _Clock(monkeypatch, dt=0.01, later=0.02)
+    finished = _quiet(tiny_config(tmp_path / "b", iters=10 ** 6, minutes=0.05, sample_every=1000,
+                                  checkpoint_every=1000))
+    assert (finished.step, finished.config.iters, finished.config.lr_decay) == (143, 143, 0)
+
+
+def test_no_second_look_when_the_steps_before_it_depend_on_the_count(tmp_path, monkeypatch):
+    # instance noise annealed over --iters: a new count would change every step's noise since step 0
+    _Clock(monkeypatch, dt=0.01, later=0.02)
+    finished = _quiet(tiny_config(tmp_path / "a", iters=10 ** 6, minutes=0.05, instance_noise=0.1, sample_every=1000,
+                                  checkpoint_every=1000))
+    assert finished.config.iters == 200
+    # ... nor for a count too short to have paced itself: a 1 s budget buys 91-92 steps (3 warm-up and 5 timed ones,
+    # 5% of it, spent 0.08 s), and half way is under 50; a look there, 1 s spent at 20 ms a step, would stop at 47
+    _Clock(monkeypatch, dt=0.01, later=0.02)
+    finished = _quiet(tiny_config(tmp_path / "b", iters=10 ** 6, minutes=1 / 60, sample_every=1000,
+                                  checkpoint_every=1000))
+    assert 91 <= finished.config.iters == finished.step <= 92
