@@ -27,6 +27,19 @@ def _saved(folder):
     return checkpoint.load(os.path.join(folder, checkpoint.FILENAME))
 
 
+def _assert_same_run_as_count(folder, tmp_path, iters, lr_decay):
+    """The run in ``folder`` ended where ``--iters iters --lr-decay lr_decay`` ends, bit for bit: weights, optimizer,
+    RNGs and sampler."""
+    a, meta_a = _saved(folder)
+    count = tiny_config(tmp_path / "count", iters=iters, lr_decay=lr_decay, sample_every=1000, checkpoint_every=1000)
+    _quiet(count)
+    b, meta_b = _saved(count.out)
+    assert sorted(a) == sorted(b)
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+    assert meta_a["rng"] == meta_b["rng"] and meta_a["sampler"] == meta_b["sampler"]
+
+
 def test_steps_within_rounds_down_caps_and_never_gives_zero():
     assert steps_within(60.0, 0.0, 0.1, 10 ** 6) == 600
     assert steps_within(60.0, 0.0, 0.11, 10 ** 6) == 500  # 545 steps fit: a whole number of BUDGET_ROUNDs
@@ -49,16 +62,10 @@ def test_a_budget_run_is_the_run_its_step_count_would_train(tmp_path, monkeypatc
     assert any(f"time budget 0.01 min: {steps:,} of at most 1,000,000 steps" in line for line in logged), logged
     written = json.load(open(os.path.join(budget.out, "config.json")))
     assert (written["iters"], written["lr_decay"], written["minutes"]) == (steps, decay, 0.01)
-    a, meta_a = _saved(budget.out)
+    _, meta_a = _saved(budget.out)
     assert meta_a["config"]["iters"] == steps and meta_a["step"] == steps
-    # the same run by count: the budget's timed steps left no trace (weights, optimizer, RNGs, sampler)
-    count = tiny_config(tmp_path / "b", iters=steps, lr_decay=decay, sample_every=1000, checkpoint_every=1000)
-    _quiet(count)
-    b, meta_b = _saved(count.out)
-    assert sorted(a) == sorted(b)
-    for name in a:
-        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
-    assert meta_a["rng"] == meta_b["rng"] and meta_a["sampler"] == meta_b["sampler"]
+    # the same run by count: the budget's timed steps left no trace
+    _assert_same_run_as_count(budget.out, tmp_path, steps, decay)
 
 
 def test_a_budget_that_buys_more_than_iters_trains_iters(tmp_path, monkeypatch):
@@ -189,17 +196,11 @@ def test_the_count_is_looked_at_again_where_the_rates_start_to_fall(tmp_path, mo
     assert (finished.step, finished.config.iters, finished.config.lr_decay) == (191, 191, 51)
     written = json.load(open(os.path.join(budget.out, "config.json")))
     assert (written["iters"], written["lr_decay"]) == (191, 51)
-    a, meta_a = _saved(budget.out)
+    _, meta_a = _saved(budget.out)
     assert meta_a["config"]["iters"] == 191
     # the steps before the second look were the ones the new count trains: the same run, bit for bit
     monkeypatch.undo()
-    count = tiny_config(tmp_path / "b", iters=191, lr_decay=51, sample_every=1000, checkpoint_every=1000)
-    _quiet(count)
-    b, meta_b = _saved(count.out)
-    assert sorted(a) == sorted(b)
-    for name in a:
-        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
-    assert meta_a["rng"] == meta_b["rng"] and meta_a["sampler"] == meta_b["sampler"]
+    _assert_same_run_as_count(budget.out, tmp_path, 191, 51)
 
 
 def test_a_faster_pace_lengthens_the_run_up_to_iters_and_without_a_decay_the_look_is_half_way(tmp_path, monkeypatch):
