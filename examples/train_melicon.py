@@ -9,34 +9,29 @@ DiffAugment and an EMA of G's weights, which keep ~100 images from collapsing
 to a few modes. Pass --recipe original for the original project's recipe alone.
 
 On a GPU it trains the original full model (64x64, width 64) for 3000 steps. On
-a CPU it trains the same architecture at 32x32, half width, with the learning
-rates raised (G 4e-4, D 8e-4; both 4e-4 with --recipe original) and Adam's beta2
-at 0.99 (the original's 0.9 with --recipe original) for up to 4000 steps, as many
-as fit in 3.5 minutes (--minutes 3.5: a few steps are timed, undone, and the
-count is fixed and printed at the start, then looked at once more from the run's
-own pace half way), both rates falling linearly to 0 over the second half, so a
-first run, install included, shows icons within 5 minutes on 2 cores. On the idle
-2-core AMD EPYC with AVX-512 the recipe was measured on (52 ms a step) that is
-3900-4000 of them (all 4000 took 3 min 20 s for a first run there, pip install
-and numba's compilation included); on a 2-core Zen 3 guest without AVX-512, where
-PyTorch is about 2x slower too, 1700-2100 (a first run: 3 min 34 s to 4 min 8 s
-in all; all 4000 took 8 min 9 s). Pass --iters 4000 to train them all whatever
-the time (a count of your own turns the budget off), and --image-size 64 --width
-64 --lr-g 1e-4 --lr-d 4e-4 --beta2 0.9 for the original full recipe. On the CPU
-the augmentation is adaptive (ADA): DiffAugment's translation and cutout, each
-applied with a probability p that starts at 0 and rises while D is sure of the
-real images (E[sign D(real)] above 0.6). Against the previous always-on colour +
-translation + cutout at 3000 steps, on 500 emoji, 3 seeds: SWD 48.0 -> 32.1,
-recall 0.21 -> 0.33, precision 0.45 -> 0.66; on 169 smileys, 6 seeds: SWD 40.9
--> 32.3, recall 0.14 -> 0.46 (the tables and grids are in
-benchmarks/quality/README.md). D's rate at twice G's and beta2 at 0.99 came in
-the seventh round: at the 2000 steps of the slower host, on the smileys SWD 43.1
--> 39.3, recall 0.36 -> 0.42, no near-copies; on the 500 emoji SWD 31.6 -> 30.9,
-recall 0.29 -> 0.26. Pass --lr-d 4e-4 --beta2 0.9 for the default before it;
-with --iters 3000 --lr-decay 0 as well for the previous ADA default, and with
---ada-target 0 --diffaugment color,translation,cutout as well for the one before
-that. With --iters N the rates fall over the last N/2 steps unless --lr-decay is
-given. --recipe original trains 3000 steps at constant rates.
+a CPU it trains the same architecture at 32x32, half width, with G's learning
+rate raised to D's (4e-4) for up to 4000 steps, as many as fit in 3.5 minutes
+(--minutes 3.5: a few steps are timed, undone, and the count is fixed and printed
+at the start, then looked at once more from the run's own pace half way), both
+rates falling linearly to 0 over the second half, so a first
+run, install included, shows icons within 5 minutes on 2 cores. On the idle 2-core
+AMD EPYC with AVX-512 the recipe was measured on (52 ms a step) that is 3900-4000
+of them (all 4000 took 3 min 20 s for a first run there, pip install and numba's
+compilation included); on a 2-core Zen 3 guest without AVX-512, where PyTorch is
+about 2x slower too, 1700-2100 (a first run: 3 min 34 s to 4 min 8 s in all; all 4000
+took 8 min 9 s). Pass --iters 4000 to train them all whatever the time (a
+count of your own turns the budget off), and --image-size 64 --width 64 --lr-g 1e-4 for the original full
+recipe. On the CPU the augmentation is adaptive (ADA): DiffAugment's
+translation and cutout, each applied with a probability p that starts at 0 and
+rises while D is sure of the real images (E[sign D(real)] above 0.6). Against
+the previous always-on colour + translation + cutout at 3000 steps, on 500
+emoji, 3 seeds: SWD 48.0 -> 32.1, recall 0.21 -> 0.33, precision 0.45 -> 0.66;
+on 169 smileys, 6 seeds: SWD 40.9 -> 32.3, recall 0.14 -> 0.46 (the tables and
+grids are in benchmarks/quality/README.md). Pass --iters 3000 --lr-decay 0 for
+the previous ADA default, and --ada-target 0 --diffaugment color,translation,cutout
+as well for the one before it. With --iters N the rates fall over the last N/2
+steps unless --lr-decay is given. --recipe original trains 3000 steps at
+constant rates.
 Every `minigan train` option works here (see `minigan train --help`).
 Outputs go to runs/melicon/: samples/, real_vs_fake.png, progress.png,
 mean_image.png, losses.png, log.csv, checkpoint.safetensors.
@@ -48,8 +43,7 @@ from _common import train
 CPU = ["--image-size", "32", "--width", "32", "--lr-g", "4e-4"]
 ORIGINAL_ITERS = 3000
 # measured on 169 and 500 emoji (benchmarks/quality/README.md); not with --recipe original, which has no augmentation
-CPU_SMALL_DATA = ["--diffaugment", "translation,cutout", "--ada-target", "0.6", "--ada-images", "5000",
-                  "--lr-d", "8e-4", "--beta2", "0.99"]
+CPU_SMALL_DATA = ["--diffaugment", "translation,cutout", "--ada-target", "0.6", "--ada-images", "5000"]
 #: the small-data recipe's steps; its learning rates fall linearly to 0 over the second half of the run
 SMALL_DATA_ITERS = 4000
 #: ... or fewer: as many as fit in this many minutes of training (the first run, install included, in 5)
