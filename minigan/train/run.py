@@ -90,6 +90,11 @@ def scaled_decay(decay: int, steps: int, most: int) -> int:
     return max(1, round(decay * steps / most)) if decay and most else decay
 
 
+def _decay_note(decay: int) -> str:
+    """The budget's log lines' words for a decay over ``decay`` steps ('' for none)."""
+    return f", learning rates falling over the last {decay:,}" if decay else ""
+
+
 def steps_within(budget_s: float, spent_s: float, step_s: float, most: int) -> int:
     """How many steps of ``step_s`` seconds fit in what is left of ``budget_s`` after ``spent_s``: rounded down
     to a multiple of BUDGET_ROUND when that leaves at least two of them, never under 1 (unless ``most`` is 0),
@@ -404,9 +409,8 @@ class Run:
         decay = scaled_decay(c.lr_decay, steps, c.iters)
         trainer.config = dataclasses.replace(c, iters=steps, lr_decay=decay)
         self._save_checkpoint()
-        decayed = f", learning rates falling over the last {decay:,}" if decay else ""
         short = f" (--minutes 0 trains all {c.iters:,})" if steps < c.iters else ""
-        self.log(f"time budget {c.minutes:g} min: {steps:,} of at most {c.iters:,} steps{decayed} "
+        self.log(f"time budget {c.minutes:g} min: {steps:,} of at most {c.iters:,} steps{_decay_note(decay)} "
                  f"({step_s * 1e3:.0f} ms a step, timed over {timed} steps){short}")
         # looked at again where the rates start to fall (half way without a decay), if the run has paced itself by
         # then; not when the instance noise anneals over the count: the steps before would change with it
@@ -425,14 +429,13 @@ class Run:
         now, done = time.perf_counter(), trainer.step_count
         step_s = (now - since) / max(1, done - since_step)
         steps = done + steps_within(budget.seconds, now - budget.started, step_s, budget.most - done)
-        decay = min(scaled_decay(budget.decay, steps, budget.most), steps - done) if c.lr_decay else 0
+        decay = min(scaled_decay(budget.decay, steps, budget.most), steps - done)  # (0 stays 0)
         if (steps, decay) == (c.iters, c.lr_decay):
             return
         trainer.config = dataclasses.replace(c, iters=steps, lr_decay=decay)
         outputs.write_config(c.out, trainer.config.to_dict())
-        decayed = f", learning rates falling over the last {decay:,}" if decay else ""
-        self.log(f"time budget {c.minutes:g} min: {steps:,} steps, not {c.iters:,}{decayed} ({step_s * 1e3:.0f} ms a "
-                 f"step over the last {done - since_step:,})")
+        self.log(f"time budget {c.minutes:g} min: {steps:,} steps, not {c.iters:,}{_decay_note(decay)} "
+                 f"({step_s * 1e3:.0f} ms a step over the last {done - since_step:,})")
 
     def _roll_back(self, retries: int, problem: str) -> None:
         trainer, c = self.trainer, self.config
