@@ -16,14 +16,17 @@ Two ways to compute it, with the same values:
   array the softmax kernel reads as it is (out = v @ beta^T would hand it a
   strided transpose to copy first). Only small (N, L, Cv) arrays are ever
   transposed.
-* **Fused** (:class:`Attention`, the CPU for larger maps): image by image and
+* **Fused** (:class:`Attention`, the CPU for larger maps and batches, see
+  :func:`_fused`): image by image and
   block of ``ATTENTION_BLOCK`` elements of rows j by block, energy, beta and
   the output rows are computed while the block is in the core's cache, and
   the backward pass recomputes beta block by block (from q and k: Cq = C/8,
   the cheap product) instead of keeping it. The (N, L, L) arrays are never
   written to memory, which is what the composed form spends its time on at
   L = 1024 (SAGAN 64x64's 32x32 map), and at L = 4096 they would be 64 MB
-  an image.
+  an image. At L = 256 one image's (L, L) is a single block, and the fused
+  form wins once the batch's (N, L, L) arrays are large (4 MB at batch 16):
+  the main example's generator has such a map.
 """
 from __future__ import annotations
 
@@ -103,10 +106,22 @@ class Attention(Function):
         return gq, gk.sum(axis=1), gv.sum(axis=1)  # the parts in order: the same bits on every run
 
 
+#: ... and from this length, when the batch's (N, L, L) holds at least FUSED_MIN_ELEMENTS, though one
+#: image's (L, L) is a single block. Measured on the 2-core AMD EPYC (AVX2), forward + backward, fused /
+#: composed, median of 7: (N, Cq, Cv, L) = (16, 4, 32, 256) 7.2 / 17.0 ms (the main example's 16x16 map),
+#: (16, 16, 128, 256) 15.4 / 23.3, but (5, 16, 128, 256) 5.7 / 5.6 and (5, 4, 32, 256) 3.2 / 2.9; at
+#: L = 64 the composed form wins 3.6x at batch 16 (the fused form's per-image work is Python's).
+#: The composed form's four (N, L, L) arrays (energy, beta and their gradients) are what it loses on.
+FUSED_MIN_LENGTH = 256
+FUSED_MIN_ELEMENTS = 1 << 20
+
+
 def _fused(q):
-    """The fused form where it measured faster: on the CPU, when one image's (L, L) is more than a block."""
-    length = q.shape[-1]
-    return q.device == "cpu" and length * length > ATTENTION_BLOCK
+    """The fused form where it measured faster, on the CPU: when one image's (L, L) is more than a
+    block, or when L is at least FUSED_MIN_LENGTH and the batch's (N, L, L) at least FUSED_MIN_ELEMENTS."""
+    n, length = q.shape[0], q.shape[-1]
+    return q.device == "cpu" and (length * length > ATTENTION_BLOCK or (
+        length >= FUSED_MIN_LENGTH and n * length * length >= FUSED_MIN_ELEMENTS))
 
 
 def attention(q, k, v):

@@ -154,7 +154,14 @@ def test_fused_attention_repeats_its_bits_on_one_and_two_threads(monkeypatch):
             np.testing.assert_array_equal(got, want)
 
 
-def test_attention_is_fused_only_on_the_cpu_and_only_past_one_block(device):
-    small, large = tensor((1, 1, 256), device), tensor((1, 1, 1024), device)
-    assert _attention_graph(small, small, small)[1] is not Attention
-    assert (_attention_graph(large, large, large)[1] is Attention) == (device == "cpu")
+def test_attention_is_fused_only_on_the_cpu_past_one_block_or_on_a_large_batch_of_long_maps(device):
+    def fused(n, length):
+        x = tensor((n, 1, length), device)
+        return _attention_graph(x, x, x)[1] is Attention
+
+    on_cpu = device == "cpu"
+    assert fused(1, 1024) == on_cpu  # one image's (L, L) is more than a block
+    assert fused(16, 256) == on_cpu  # (N, L, L) of 1M elements, L = 256: the main example's 16x16 map
+    assert not fused(1, 256)
+    assert not fused(15, 256)  # just under FUSED_MIN_ELEMENTS
+    assert not fused(256, 64)  # 1M elements, but L under FUSED_MIN_LENGTH
