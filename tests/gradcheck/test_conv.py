@@ -19,6 +19,8 @@ CONV_CASES = [
     ((2, 1, 9, 9), 2, 5, 2, 2),  # the DCGAN layer shape
     ((1, 3, 4, 4), 2, 4, 1, 0),  # final 4x4 "fully connected" conv
     ((2, 2, 5, 3), 2, 1, 1, 0),  # 1x1
+    ((2, 2, 5, 4), 2, 1, 2, 0),  # 1x1, stride 2: not a plain product at every pixel
+    ((1, 2, 3, 3), 2, 1, 1, 1),  # 1x1, padded
     ((1, 2, 6, 6), 2, 3, 3, 0),  # stride larger than half the kernel
 ]
 

@@ -2,16 +2,20 @@
 
 * SpectralNormalize (W / sigma as one Function, on W's own layout) -- gradients,
   and values against the explicit W_mat built by moving ``dim`` first;
-* the 1x1 convolution that skips im2col/col2im -- gradients, and values
-  against the definition (a matrix product at every pixel);
+* the 1x1 convolution that skips im2col/col2im, in both CPU forms (a batched
+  product on the arrays as they lie, and the channels-first product) --
+  gradients, and values against the definition (a matrix product at every pixel);
 * attention computed as (beta @ v^T)^T -- values against the definition.
 """
+from unittest import mock
+
 import numpy as np
 import pytest
 
 import minigan.ops as F
 from minigan import Tensor, backend
 from minigan.nn.spectral_norm import SpectralNormalize, _as_3d, _outer, _w_v, _wt_u
+from minigan.ops import conv
 from minigan.ops.conv import Conv2d
 from tests import reference
 from tests.gradcheck.helpers import check, checks, tensor
@@ -81,25 +85,48 @@ def test_spectral_normalize_keeps_the_vectors_of_its_forward():
 POINTWISE_CASES = [((2, 3, 4, 5), 2), ((1, 4, 1, 1), 3), ((3, 2, 2, 7), 1)]
 
 
+#: both CPU forms of a 1x1 convolution, forced: the batched product on the arrays as they lie, and the
+#: channels-first product (what larger ones and the GPU use)
+POINTWISE_FORMS = {"batched": 1 << 62, "channels first": 0}
+
+
+def pointwise_form(name):
+    return mock.patch.object(conv, "POINTWISE_BATCHED_BELOW", POINTWISE_FORMS[name])
+
+
+def test_pointwise_conv2d_takes_the_batched_product_only_below_the_two_thread_size():
+    x = np.zeros((16, 32, 16, 16), np.float32)  # the main example's 16x16 attention map
+    assert conv._is_pointwise_batched(x, np.zeros((4, 32, 1, 1)), 1, 1, 1, 1, 0, 0)  # 1.05M FLOPs
+    assert conv._is_pointwise_batched(x, np.zeros((30, 32, 1, 1)), 1, 1, 1, 1, 0, 0)  # 7.86M
+    assert not conv._is_pointwise_batched(x, np.zeros((32, 32, 1, 1)), 1, 1, 1, 1, 0, 0)  # 8.39M: 2 BLAS threads
+    assert not conv._is_pointwise_batched(x, np.zeros((4, 32, 3, 3)), 3, 3, 1, 1, 1, 1)
+    assert not conv._is_pointwise_batched(x, np.zeros((4, 32, 1, 1)), 1, 1, 2, 2, 0, 0)  # a 1x1 window, stride 2
+    assert not conv._is_pointwise_batched(x, np.zeros((4, 32, 1, 1)), 1, 1, 1, 1, 1, 1)  # ... padded
+
+
 @checks(Conv2d)
+@pytest.mark.parametrize("form", list(POINTWISE_FORMS))
 @pytest.mark.parametrize("shape,oc", POINTWISE_CASES)
-def test_pointwise_conv2d_gradients(device, shape, oc):
+def test_pointwise_conv2d_gradients(device, shape, oc, form):
     x = tensor(shape, device, 0)
     w = tensor((oc, shape[1], 1, 1), device, 1, scale=0.5)
     b = tensor((oc,), device, 2)
-    check(lambda x, w, b: F.conv2d(x, w, b), x, w, b)
+    with pointwise_form(form):
+        check(lambda x, w, b: F.conv2d(x, w, b), x, w, b)
 
 
+@pytest.mark.parametrize("form", list(POINTWISE_FORMS))
 @pytest.mark.parametrize("shape,oc", POINTWISE_CASES)
-def test_pointwise_conv2d_matches_the_definition(shape, oc):
+def test_pointwise_conv2d_matches_the_definition(shape, oc, form):
     """A 1x1 convolution is a matrix product at every pixel: forward and both gradients."""
     rng = np.random.default_rng(0)
     x, w = rng.standard_normal(shape), rng.standard_normal((oc, shape[1], 1, 1))
     xt, wt = Tensor(x, requires_grad=True), Tensor(w, requires_grad=True)
-    y = F.conv2d(xt, wt)
+    with pointwise_form(form):
+        y = F.conv2d(xt, wt)
+        g = rng.standard_normal(y.shape)
+        y.backward(g)
     np.testing.assert_allclose(y.numpy(), reference.conv2d(x, w, None, 1, 0), rtol=1e-12, atol=1e-12)
-    g = rng.standard_normal(y.shape)
-    y.backward(g)
     np.testing.assert_allclose(xt.grad, np.einsum("oc,nohw->nchw", w[:, :, 0, 0], g), rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(wt.grad[:, :, 0, 0], np.einsum("nohw,nchw->oc", g, x), rtol=1e-12, atol=1e-12)
 
