@@ -190,7 +190,7 @@ def _is_pointwise(kh, kw, sh, sw, ph, pw):
 #: channels-first copy in, no batch-first copy out, and the weight gradient as the images' (OC, C)
 #: products summed. SAGAN's attention projections: forward + backward of 32 -> 4 at 16x16, batch 16,
 #: 0.28 -> 0.16 ms, of 64 -> 8 at 8x8 0.24 -> 0.15 ms (one thread, AMD EPYC). Whole steps, interleaved
-#: in one process: the main example's network 0.82-0.95 of the step (three runs); SAGAN 64x64 at batches 5 and 16
+#: in one process: the main example's network 0.82-0.95 of the step (four runs); SAGAN 64x64 at batches 5 and 16
 #: unchanged (1.01-1.02, inside the noise; 1.02-1.03 with no limit on the size).
 #: (0: never; for A/B runs and the tests of the other form)
 POINTWISE_BATCHED_BELOW = threads.PARALLEL_FLOPS
