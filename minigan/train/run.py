@@ -327,7 +327,8 @@ class Run:
             try:
                 while trainer.step_count < c.iters and not stop["stop"]:
                     if self._budget is not None and trainer.step_count == self._budget.check_at:
-                        self._check_budget(*paced)
+                        with _bar_cleared(bar):  # its line must not land after the bar's text
+                            self._check_budget(*paced)
                         c = self.config
                         bar.total = c.iters
                         bar.refresh()
@@ -513,6 +514,12 @@ class _NoBar:
     def refresh(self): pass
     def set_postfix(self, *a, **k): pass
     def close(self): pass
+
+
+def _bar_cleared(bar):
+    """A context in which a line printed mid-run starts a line of its own: tqdm clears its bar (on stderr) from the
+    terminal and draws it again after. Printed while the bar is up, the line would start where the bar's text ends."""
+    return contextlib.nullcontext() if isinstance(bar, _NoBar) else bar.external_write_mode()
 
 
 def _progress_bar(total: int, initial: int, enabled: bool):
