@@ -336,7 +336,8 @@ class Run:
                     problem = _divergence(trainer, stats)
                     if problem:
                         retries += 1
-                        self._roll_back(retries, problem)
+                        with _bar_cleared(bar):  # its warning must not land after the bar's text either
+                            self._roll_back(retries, problem)
                         # rows logged after the checkpoint belong to the abandoned attempt
                         losses.truncate_after(trainer.step_count)
                         metrics.truncate_after(trainer.step_count)

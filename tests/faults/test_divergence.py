@@ -16,7 +16,7 @@ import pytest
 from minigan import checkpoint, cli
 from minigan.train import Trainer, TrainingDiverged, TrainingWarning, run
 from tests.faults.conftest import assert_one_error_line, log_rows
-from tests.product.conftest import tiny_config
+from tests.product.conftest import assert_printed_with_the_bar_cleared, record_progress_bar, tiny_config
 
 
 def _config(tmp_path, **kw):
@@ -70,6 +70,18 @@ def saved_checkpoints(monkeypatch):
 
 def _quiet(*args):
     pass
+
+
+def test_the_rollbacks_warning_is_printed_with_the_progress_bar_cleared(tmp_path, monkeypatch):
+    # printed while tqdm's bar is up, the warning would start where the bar's text ends, on the bar's line
+    events = []
+    record_progress_bar(monkeypatch, events)
+    _poison(monkeypatch, {2: ["nan-loss"]})
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.showwarning = lambda message, *a, **k: events.append(str(message))
+        run(_config(tmp_path), progress=True, log=_quiet)
+    assert_printed_with_the_bar_cleared(events, "rolled back to step 0")
 
 
 @pytest.mark.parametrize("kind,at,rolled_to,what", [

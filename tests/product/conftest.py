@@ -1,3 +1,6 @@
+import contextlib
+import importlib
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -13,6 +16,28 @@ def tiny_config(tmp_path, **kw):
     defaults.update(kw)
     options = TrainConfig(**defaults)
     return resolve(options, backend.resolve(options.device))
+
+
+def record_progress_bar(monkeypatch, events):
+    """Runs get a progress bar that appends "bar cleared" and "bar drawn" to ``events`` around what is printed in
+    its external_write_mode (tqdm's: the bar cleared from the terminal, then drawn again)."""
+
+    class Bar:  # what a run uses of a tqdm bar
+        total = 0
+        update = refresh = set_postfix = close = lambda self, *a, **k: None
+
+        @contextlib.contextmanager
+        def external_write_mode(self):
+            events.append("bar cleared")
+            yield
+            events.append("bar drawn")
+
+    monkeypatch.setattr(importlib.import_module("minigan.train.run"), "_progress_bar", lambda *a: Bar())
+
+
+def assert_printed_with_the_bar_cleared(events, text):
+    at = [i for i, e in enumerate(events) if text in e]
+    assert len(at) == 1 and events[at[0] - 1] == "bar cleared" and events[at[0] + 1] == "bar drawn", events
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import pytest
 from minigan import checkpoint
 from minigan.train import Trainer, run
 from minigan.train.run import BUDGET_ROUND, Run, steps_within
-from tests.product.conftest import tiny_config
+from tests.product.conftest import assert_printed_with_the_bar_cleared, record_progress_bar, tiny_config
 
 run_module = importlib.import_module("minigan.train.run")  # the module: minigan.train.run is also the function
 
@@ -232,23 +232,9 @@ def test_no_second_look_when_the_steps_before_it_depend_on_the_count(tmp_path, m
 
 def test_the_second_looks_line_is_printed_with_the_progress_bar_cleared(tmp_path, monkeypatch):
     # printed while tqdm's bar is up, the line would start where the bar's text ends, on the bar's line
-    import contextlib
-
     events = []
-
-    class Bar:  # what the run uses of a tqdm bar
-        total = 0
-        update = refresh = set_postfix = close = lambda self, *a, **k: None
-
-        @contextlib.contextmanager
-        def external_write_mode(self):
-            events.append("bar cleared")
-            yield
-            events.append("bar drawn")
-
-    monkeypatch.setattr(run_module, "_progress_bar", lambda total, initial, enabled: Bar())
+    record_progress_bar(monkeypatch, events)
     _Clock(monkeypatch, dt=0.01, later=0.015)  # as in the first second-look test: 200 steps, then 191
     run(tiny_config(tmp_path, iters=10 ** 6, minutes=0.05, lr_decay=300_000, sample_every=1000, checkpoint_every=1000),
         progress=True, log=events.append)
-    look = [i for i, e in enumerate(events) if "191 steps, not 200" in e]
-    assert len(look) == 1 and events[look[0] - 1] == "bar cleared" and events[look[0] + 1] == "bar drawn", events
+    assert_printed_with_the_bar_cleared(events, "191 steps, not 200")
