@@ -431,30 +431,23 @@ class Conv2d(Function):
         if oh < 1 or ow < 1:
             raise ValueError(f"conv2d: a {kh}x{kw} kernel does not fit a {h}x{wd} input with padding {ph},{pw}.")
         ctx.geometry = (n, c, h, wd, kh, kw, sh, sw, ph, pw, oh, ow)
-        if _is_blocked(x, kh, kw, sh, sw, ph, pw, oh, ow):
+        ctx.blocked = _is_blocked(x, kh, kw, sh, sw, ph, pw, oh, ow)
+        ctx.batched = not ctx.blocked and _is_pointwise_batched(x, w, kh, kw, sh, sw, ph, pw)
+        if ctx.blocked:  # the backward pass works from x
+            saved = x
             y = _stride1_conv(x, w, ph, pw)
-            if b is not None:
-                y += b.reshape(1, oc, 1, 1)
-            ctx.save(x, w)
-            ctx.blocked = True
-            return y
-        ctx.blocked = False
-        ctx.batched = _is_pointwise_batched(x, w, kh, kw, sh, sw, ph, pw)
-        if ctx.batched:
-            x = np.ascontiguousarray(x)
-            y = np.matmul(w.reshape(oc, c), x.reshape(n, c, h * wd)).reshape(n, oc, h, wd)
-            if b is not None:
-                y += b.reshape(1, oc, 1, 1)
-            ctx.save(x, w)
-            return y
-        if _is_pointwise(kh, kw, sh, sw, ph, pw):
-            cols = _channels_first(x)  # (C, N*H*W): the im2col of a 1x1 window
-        else:
-            cols = backend.kernels_for(x).im2col(x, kh, kw, sh, sw, ph, pw, oh, ow)  # (C*KH*KW, N*OH*OW)
-        y = _batch_first(threads.matmul(w.reshape(oc, -1), cols), n, oh, ow)  # (N, OC, OH, OW)
+        elif ctx.batched:  # ... and so does this one
+            saved = np.ascontiguousarray(x)
+            y = np.matmul(w.reshape(oc, c), saved.reshape(n, c, h * wd)).reshape(n, oc, h, wd)
+        else:  # ... this one from the columns
+            if _is_pointwise(kh, kw, sh, sw, ph, pw):
+                saved = _channels_first(x)  # (C, N*H*W): the im2col of a 1x1 window
+            else:
+                saved = backend.kernels_for(x).im2col(x, kh, kw, sh, sw, ph, pw, oh, ow)  # (C*KH*KW, N*OH*OW)
+            y = _batch_first(threads.matmul(w.reshape(oc, -1), saved), n, oh, ow)  # (N, OC, OH, OW)
         if b is not None:
             y += b.reshape(1, oc, 1, 1)
-        ctx.save(cols, w)
+        ctx.save(saved, w)
         return y
 
     @staticmethod
