@@ -327,7 +327,9 @@ class Run:
             try:
                 while trainer.step_count < c.iters and not stop["stop"]:
                     if self._budget is not None and trainer.step_count == self._budget.check_at:
-                        with _bar_cleared(bar):  # its line must not land after the bar's text
+                        # in tqdm's external_write_mode the bar is cleared from the terminal and drawn again
+                        # after: a line printed while it is up would start where the bar's text ends
+                        with bar.external_write_mode():
                             self._check_budget(*paced)
                         c = self.config
                         bar.total = c.iters
@@ -336,7 +338,7 @@ class Run:
                     problem = _divergence(trainer, stats)
                     if problem:
                         retries += 1
-                        with _bar_cleared(bar):  # its warning must not land after the bar's text either
+                        with bar.external_write_mode():  # the same for its warning
                             self._roll_back(retries, problem)
                         # rows logged after the checkpoint belong to the abandoned attempt
                         losses.truncate_after(trainer.step_count)
@@ -515,12 +517,7 @@ class _NoBar:
     def refresh(self): pass
     def set_postfix(self, *a, **k): pass
     def close(self): pass
-
-
-def _bar_cleared(bar):
-    """A context in which a line printed mid-run starts a line of its own: tqdm clears its bar (on stderr) from the
-    terminal and draws it again after. Printed while the bar is up, the line would start where the bar's text ends."""
-    return contextlib.nullcontext() if isinstance(bar, _NoBar) else bar.external_write_mode()
+    def external_write_mode(self): return contextlib.nullcontext()
 
 
 def _progress_bar(total: int, initial: int, enabled: bool):

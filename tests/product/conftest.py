@@ -21,18 +21,16 @@ def tiny_config(tmp_path, **kw):
 def record_progress_bar(monkeypatch, events):
     """Runs get a progress bar that appends "bar cleared" and "bar drawn" to ``events`` around what is printed in
     its external_write_mode (tqdm's: the bar cleared from the terminal, then drawn again)."""
+    run_module = importlib.import_module("minigan.train.run")  # the module: minigan.train.run is also the function
 
-    class Bar:  # what a run uses of a tqdm bar
-        total = 0
-        update = refresh = set_postfix = close = lambda self, *a, **k: None
-
+    class Bar(run_module._NoBar):
         @contextlib.contextmanager
         def external_write_mode(self):
             events.append("bar cleared")
             yield
             events.append("bar drawn")
 
-    monkeypatch.setattr(importlib.import_module("minigan.train.run"), "_progress_bar", lambda *a: Bar())
+    monkeypatch.setattr(run_module, "_progress_bar", lambda *a: Bar())
 
 
 def assert_printed_with_the_bar_cleared(events, text):
