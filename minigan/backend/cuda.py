@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from minigan import backend
-from minigan.backend.cpu import ACTIVATIONS
+from minigan.backend.cpu import ACTIVATIONS, adam_scalars, check_adam_state
 
 BLOCK = 256  # threads per block of every 1-D launch (kernels/common.cuh: MINIGAN_BLOCK)
 MAX_BLOCKS = 65535  # grid cap for grid-stride kernels: past it threads loop instead
@@ -319,20 +319,6 @@ def upsample_nearest_backward(gy, scale):
 # ---------------------------------------------------------------------------
 # Adam, in place
 # ---------------------------------------------------------------------------
-def _adam_scalars(dtype, lr, beta1, beta2, eps, weight_decay, step):
-    """lr, beta1, beta2, eps, weight_decay, bias1, bias2 as kernel floats of ``dtype``."""
-    bias1, bias2 = 1.0 - beta1**step, 1.0 - beta2**step
-    return [dtype.type(s) for s in (lr, beta1, beta2, eps, weight_decay, bias1, bias2)]
-
-
-def _adam_state(dtype, *arrays):
-    """Parameters and moments are updated in place, so they cannot be silently copied."""
-    for a in arrays:
-        if a.dtype != dtype or not a.flags.c_contiguous:
-            raise ValueError("adam: parameters and their moments must be C-contiguous "
-                             f"{dtype} arrays (got {a.dtype}, shape {a.shape}).")
-
-
 def adam_step(param, grad, m, v, lr, beta1, beta2, eps, weight_decay, step):
     """One Adam update of ``param`` (and its moments ``m``, ``v``) in place.
 
@@ -340,11 +326,11 @@ def adam_step(param, grad, m, v, lr, beta1, beta2, eps, weight_decay, step):
     as in ``torch.optim.Adam``.
     """
     dtype, cp = _dtype(param), _cp(param)
-    _adam_state(dtype, param, m, v)
+    check_adam_state(dtype, param, m, v)
     grad = cp.ascontiguousarray(grad, dtype=dtype)
     _launch(cp, "adam_kernel", dtype, grid_size(param.size),
             [param, grad, m, v, np.int64(param.size),
-             *_adam_scalars(dtype, lr, beta1, beta2, eps, weight_decay, step)])
+             *adam_scalars(dtype, lr, beta1, beta2, eps, weight_decay, step)])
 
 
 _adam_table_cache: dict = {}  # the last pointer table uploaded, keyed by its contents
@@ -375,9 +361,9 @@ def adam_step_multi(params, grads, ms, vs, lr, beta1, beta2, eps, weight_decay, 
         return
     dtype, cp = _dtype(params[keep[0]]), _cp(params[keep[0]])
     params, ms, vs = ([arrays[i] for i in keep] for arrays in (params, ms, vs))
-    _adam_state(dtype, *params, *ms, *vs)
+    check_adam_state(dtype, *params, *ms, *vs)
     grads = [cp.ascontiguousarray(grads[i], dtype=dtype) for i in keep]
     table, n_chunks = _adam_table(cp, params, grads, ms, vs)
     _launch(cp, "adam_multi_kernel", dtype, n_chunks,
             [table, *_i32(len(params), ADAM_CHUNK),
-             *_adam_scalars(dtype, lr, beta1, beta2, eps, weight_decay, step)])
+             *adam_scalars(dtype, lr, beta1, beta2, eps, weight_decay, step)])

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from minigan.backend import cpu
+from minigan.backend import cpu, threads
 from tests import reference
 
 DTYPES = [np.float32, np.float64]
@@ -358,6 +358,37 @@ def test_adam_step_multi_equals_repeated_adam_step(rng, settings, dtype):
     for fused_arrays, single_arrays in zip(fused, single):
         for a, b in zip(fused_arrays, single_arrays):
             np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("piece", [1, 7, 64])
+def test_adam_step_multi_in_pieces_on_threads_equals_repeated_adam_step(rng, monkeypatch, piece):
+    """Past SPLIT_WORK the tensors go to the threads in pieces of ADAM_PIECE: every element is updated once,
+    with adam_step's bits, whatever the cut (pieces of 1, pieces that end inside a tensor, whole tensors)."""
+    monkeypatch.setattr(threads, "SPLIT_WORK", 0)
+    monkeypatch.setattr(cpu, "ADAM_PIECE", piece)
+    shapes = [(3, 5, 7), (64,), (65,), (1,), (0,), (2, 129)]
+    pieced = [[randn(rng, s, np.float32) for s in shapes] for _ in range(4)]
+    pieced[3] = [np.abs(v) for v in pieced[3]]
+    single = [[a.copy() for a in arrays] for arrays in pieced]
+    before = [p.copy() for p in pieced[0]]
+    for step in (1, 2):
+        cpu.adam_step_multi(*pieced, 2e-4, 0.0, 0.9, 1e-8, 0.0, step)
+        for p, g, m, v in zip(*single):
+            cpu.adam_step(p, g, m, v, 2e-4, 0.0, 0.9, 1e-8, 0.0, step)
+    for pieced_arrays, single_arrays in zip(pieced, single):
+        for a, b in zip(pieced_arrays, single_arrays):
+            np.testing.assert_array_equal(a, b)
+    assert all((p != b).all() for p, b in zip(pieced[0], before))  # every element moved (lr > 0, g != 0)
+
+
+@pytest.mark.parametrize("multi", [False, True], ids=["adam_step", "adam_step_multi"])
+def test_adam_refuses_to_update_a_copy(multi):
+    p = np.zeros((4, 4), np.float32)[:, ::2]  # a strided view: its flat view is a copy, and the update lost
+    with pytest.raises(ValueError, match="C-contiguous"):
+        if multi:
+            cpu.adam_step_multi([p], [p], [p], [p], 1e-3, 0.9, 0.999, 1e-8, 0.0, 1)
+        else:
+            cpu.adam_step(p, p, p, p, 1e-3, 0.9, 0.999, 1e-8, 0.0, 1)
 
 
 def test_adam_step_multi_rejects_lists_of_different_lengths(rng):
