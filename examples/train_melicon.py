@@ -18,7 +18,7 @@ run, install included, shows icons within 5 minutes on 2 cores. On the idle 2-co
 AMD EPYC with AVX-512 the recipe was measured on (52 ms a step) that is 3900-4000
 of them (all 4000 took 3 min 20 s for a first run there, pip install and numba's
 compilation included); on a 2-core Zen 3 guest without AVX-512, where PyTorch is
-about 2x slower too, 1700-2300 (a first run: 3 min 34 s to 4 min 8 s in all; all 4000
+about 2x slower too, 1700-2550 (a first run: 3 min 34 s to 4 min 23 s in all; all 4000
 took 8 min 9 s). Pass --iters 4000 to train them all whatever the time (a
 count of your own turns the budget off), and --image-size 64 --width 64 --lr-g 1e-4 for the original full
 recipe. On the CPU the augmentation is adaptive (ADA): DiffAugment's
