@@ -1158,7 +1158,7 @@ def adam_step(param, grad, m, v, lr, beta1, beta2, eps, weight_decay, step):
 
 #: adam_step_multi hands its threads pieces of at most this many elements (1 MiB of float32 per array).
 #: Whole tensors as the items left one thread with most of the work where one tensor is most of the
-#: model (DCGAN's 5x5 512 <-> 256 weights: 3.3M of D's 4.4M parameters).
+#: model (DCGAN's 5x5 512 <-> 256 weights: 3.3M of D's 4.3M parameters).
 ADAM_PIECE = 1 << 18
 
 
