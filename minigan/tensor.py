@@ -65,9 +65,12 @@ class Function:
     def apply(cls, *inputs, **params) -> "Tensor":
         tensors = [as_tensor(x, like=inputs) if x is not None else None for x in inputs]
         ctx = Context()
-        ctx.needs_grad = tuple(t is not None and t.requires_grad for t in tensors)
+        # which inputs the backward pass will be asked for: none under no_grad, so a forward pass can
+        # skip what it would keep only for the backward (conv2d's columns, conv_transpose2d's copy of x)
+        enabled = is_grad_enabled()
+        ctx.needs_grad = tuple(enabled and t is not None and t.requires_grad for t in tensors)
         out = cls.forward(ctx, *[t.data if t is not None else None for t in tensors], **params)
-        requires = is_grad_enabled() and any(ctx.needs_grad)
+        requires = any(ctx.needs_grad)
         result = Tensor(out, requires_grad=requires)
         if requires:
             result._node = (cls, ctx, tensors)

@@ -146,6 +146,25 @@ def im2col(x, kh, kw, sh, sw, ph, pw, oh, ow):
     return cols
 
 
+@_kernel
+def _im2col_images(x, buf, offsets, n0, ph, pw):
+    for t in range(buf.shape[0]):
+        _im2col(x[n0 + t:n0 + t + 1], buf[t], offsets, ph, pw, 0, x.shape[1])
+
+
+def im2col_images(x, buf, n0, kh, kw, sh, sw, ph, pw, oh, ow):
+    """A block of im2col by whole images, in place: ``buf`` (K, C*KH*KW, OH*OW) receives, for each of its
+    K images n0.., the columns im2col gives that image alone (any stride). CPU only (no .cu twin): the
+    strided convolutions of minigan.ops.conv that run block by block (conv._is_strided_blocked). Serial:
+    minigan's threads run one block each. ``x`` must be C-contiguous."""
+    n, c, h, w = x.shape
+    _check_window(h, w, kh, kw, sh, sw, ph, pw, oh, ow)
+    if buf.shape[1:] != (c * kh * kw, oh * ow) or n0 < 0 or n0 + buf.shape[0] > n:
+        raise ValueError(f"im2col_images: a buffer of shape {buf.shape} does not hold the columns of images "
+                         f"{n0}.. of a {x.shape} input ({c * kh * kw} rows of {oh * ow} pixels each).")
+    _im2col_images(x, buf, window_offsets(kh, kw, sh, sw, oh, ow, w + 2 * pw), n0, ph, pw)
+
+
 @numba.njit(**_jit)
 def _im2col_rows(x, buf, n0, r0, kh, kw, ph, pw):
     k_img, taps, cols = buf.shape

@@ -35,7 +35,11 @@ layer and BEGAN's step 0.88-0.90x on this machine. On images of 32x32 and up
 with sides that are multiples of 4 they take F(4x4, 3x3) (36 multiplications
 per 4x4 outputs where the direct form takes 144; :func:`_winograd_tile`).
 Their weight gradient is F(2x2, 3x3)'s adjoint (:func:`_winograd_weight_grad`).
-The GPU keeps the im2col path.
+A strided convolution with large columns runs by blocks of whole images
+(:func:`_is_strided_blocked`) where it measured faster: always for DCGAN's
+3-channel input layer, and for the larger layers when their weight gradient
+is not wanted (the discriminator's, frozen in the G step), since the forward
+pass then keeps x and not the columns. The GPU keeps the im2col path.
 
 A 1x1 convolution with stride 1 and no padding (SAGAN's attention has 12)
 needs neither kernel: each column is one pixel's channel vector, so the
@@ -153,8 +157,8 @@ def _product_col2im_channels_last(w_t, src_cf, shape, kh, kw, sh, sw, ph, pw, oh
 
 def _product_col2im(w_t, src, src_cf, shape, kh, kw, sh, sw, ph, pw, oh, ow):
     """col2im(w_t @ src) of the given (N, C, H, W) ``shape``, summing overlaps; w_t (C*KH*KW, K),
-    src (N, K, OH*OW) batch first and ``src_cf`` the same values channels first, (K, N*OH*OW) (both
-    callers keep that copy for their weight gradient).
+    src (N, K, OH*OW) batch first and ``src_cf`` the same values channels first, (K, N*OH*OW), or None
+    when the caller has no such copy (it is then made here, only if the form taken reads it).
 
     On the CPU, when one image's columns are large (IMAGEWISE_ABOVE and the rest), image by image on
     minigan's threads: the image's columns, w_t @ src[n], go to a buffer in the core's cache and col2im reads
@@ -165,9 +169,14 @@ def _product_col2im(w_t, src, src_cf, shape, kh, kw, sh, sw, ph, pw, oh, ow):
     """
     n, c, h, wd = shape
     dtype = np.result_type(w_t, src)
-    if _is_channels_last(src, shape, oh, ow):
+    channels_last = _is_channels_last(src, shape, oh, ow)
+    imagewise = not channels_last and _is_imagewise(src, w_t.shape[0] * oh * ow * dtype.itemsize,
+                                                    kh, kw, sh, sw, oh, ow)
+    if src_cf is None and not imagewise:
+        src_cf = _swap_first_axes(src).reshape(src.shape[1], -1)
+    if channels_last:
         return _product_col2im_channels_last(w_t, src_cf, shape, kh, kw, sh, sw, ph, pw, oh, ow)
-    if not _is_imagewise(src, w_t.shape[0] * oh * ow * dtype.itemsize, kh, kw, sh, sw, oh, ow):
+    if not imagewise:
         cols = threads.matmul(w_t, src_cf)
         return backend.kernels_for(src).col2im(cols, n, c, h, wd, kh, kw, sh, sw, ph, pw, oh, ow)
     out = np.empty(shape, dtype=dtype)
@@ -212,14 +221,43 @@ def _is_blocked(x, kh, kw, sh, sw, ph, pw, oh, ow):
             and ph < kh and pw < kw and x.shape[1] * kh * kw * oh * ow * x.dtype.itemsize > BLOCKED_ABOVE)
 
 
-def _row_blocks(n, oh, ow, taps, itemsize):
+#: conv2d with a stride above 1 on the CPU runs block by block too (_is_strided_blocked): whole images
+#: per block, their columns built in this thread's scratch buffer and multiplied there, the output
+#: written batch first with no copy. The forward pass then keeps no columns, so the weight gradient
+#: builds them again; where nothing asks for it (D's layers in the G step, frozen; anything under
+#: no_grad) that costs nothing. Measured, 2 threads, float32, blocked / whole-batch columns, forward
+#: alone, batch 16 (and 5): 5x5 stride 2 3 -> 64 from 64x64 0.59-0.76 (0.57-0.64), 64 -> 128 from 32x32
+#: 0.84-0.96 (0.72-1.05); 4x4 stride 2 64 -> 128 from 32x32 0.72-0.76 (0.59-0.72), 3 -> 64 from 64x64
+#: (192 KiB of columns an image) 0.71-1.14 (0.47); outputs of 8x8 and less 0.75-2.2, 48-128 KiB of
+#: columns an image 1.1-3.4: hence the two floors below. Forward + weight gradient, blocked / whole-batch
+#: columns: 5x5 3 -> 64 0.71-0.84 (0.92-1.18), 4x4 3 -> 64 1.16-1.29 (0.72-0.83), 5x5 64 -> 128 0.95-1.06,
+#: 128 -> 256 from 16x16 1.23-1.35: hence the taps' ceiling (DCGAN's input layer). Whole steps, the two
+#: forms in turn in one process, blocked / columns: DCGAN-16 0.949 and 0.963, BEGAN-16 0.960; DCGAN-5
+#: 0.988, BEGAN-5 0.996, SAGAN 64x64 0.975-1.010 (inside the noise). The main example's layers are below
+#: the floors. (False: never; for A/B runs and the tests of the other form)
+STRIDED_BLOCKED = True
+STRIDED_MIN_PIXELS = 256  # output pixels an image
+STRIDED_MIN_BYTES = 256 << 10  # one image's columns
+STRIDED_WEIGHT_GRAD_MAX_TAPS = 128  # C*KH*KW at most, when the weight gradient is wanted
+
+
+def _is_strided_blocked(x, kh, kw, sh, sw, ph, pw, oh, ow, weight_grad):
+    """The CPU's blocked path for a convolution with a stride above 1 (see STRIDED_BLOCKED)."""
+    taps = x.shape[1] * kh * kw
+    return (STRIDED_BLOCKED and backend.array_module(x) is np and (sh, sw) != (1, 1)
+            and oh * ow >= STRIDED_MIN_PIXELS and taps * oh * ow * x.dtype.itemsize >= STRIDED_MIN_BYTES
+            and (not weight_grad or taps <= STRIDED_WEIGHT_GRAD_MAX_TAPS))
+
+
+def _row_blocks(n, oh, ow, taps, itemsize, whole_images=False):
     """(n0, n1, r0, r1) blocks of the output: images n0..n1-1, rows r0..r1-1 of each.
 
     A block holds about BLOCK_BYTES of columns (``taps`` = C*KH*KW values
-    per output pixel): whole images when one fits, else an image's rows cut
-    into equal parts. There are at least as many blocks as threads.
+    per output pixel): whole images when one fits (or ``whole_images``: one
+    image at least), else an image's rows cut into equal parts. There are at
+    least as many blocks as threads.
     """
-    pixels = max(ow, MIN_BLOCK_PIXELS, BLOCK_BYTES // (taps * itemsize))
+    pixels = max(ow, MIN_BLOCK_PIXELS, BLOCK_BYTES // (taps * itemsize), oh * ow if whole_images else 0)
     if pixels >= oh * ow:
         per = min(pixels // (oh * ow), -(-n // threads.width()))
         return [(n0, min(n, n0 + per), 0, oh) for n0 in range(0, n, per)]
@@ -228,27 +266,36 @@ def _row_blocks(n, oh, ow, taps, itemsize):
     return [(i, i + 1, r0, min(oh, r0 + rows)) for i in range(n) for r0 in range(0, oh, rows)]
 
 
-def _block_columns(x, block, kh, kw, ph, pw, ow):
+def _blocks(x, kh, kw, sh, sw, oh, ow):
+    """The blocks of a blocked convolution of x: rows of images at stride 1, whole images else."""
+    return _row_blocks(x.shape[0], oh, ow, x.shape[1] * kh * kw, x.dtype.itemsize, whole_images=(sh, sw) != (1, 1))
+
+
+def _block_columns(x, block, kh, kw, sh, sw, ph, pw, oh, ow):
     """The columns of one block, (images, C*KH*KW, rows*OW), in this thread's scratch buffer."""
     n0, n1, r0, r1 = block
     buf = threads.scratch((n1 - n0, x.shape[1] * kh * kw, (r1 - r0) * ow), x.dtype)
-    backend.kernels_for(x).im2col_rows(x, buf, n0, r0, kh, kw, ph, pw)
+    if (sh, sw) == (1, 1):
+        backend.kernels_for(x).im2col_rows(x, buf, n0, r0, kh, kw, ph, pw)
+    else:  # whole images (_blocks)
+        backend.kernels_for(x).im2col_images(x, buf, n0, kh, kw, sh, sw, ph, pw, oh, ow)
     return buf
 
 
-def _blocked_conv(x, w, ph, pw):
-    """Stride-1 conv2d of x (N, C, H, W) with w (OC, C, KH, KW), no bias -> (N, OC, OH, OW)."""
+def _blocked_conv(x, w, ph, pw, sh=1, sw=1):
+    """conv2d of x (N, C, H, W) with w (OC, C, KH, KW), no bias -> (N, OC, OH, OW), block by block."""
     n, c, h, wd = x.shape
     oc, _, kh, kw = w.shape
-    oh, ow = conv_output_size(h, kh, 1, ph), conv_output_size(wd, kw, 1, pw)
+    oh, ow = conv_output_size(h, kh, sh, ph), conv_output_size(wd, kw, sw, pw)
     x, w_rows = np.ascontiguousarray(x), np.ascontiguousarray(w).reshape(oc, -1)
     y = np.empty((n, oc, oh * ow), dtype=np.result_type(x, w))
 
     def block_forward(block):
         n0, n1, r0, r1 = block
-        np.matmul(w_rows, _block_columns(x, block, kh, kw, ph, pw, ow), out=y[n0:n1, :, r0 * ow:r1 * ow])
+        cols = _block_columns(x, block, kh, kw, sh, sw, ph, pw, oh, ow)
+        np.matmul(w_rows, cols, out=y[n0:n1, :, r0 * ow:r1 * ow])
 
-    threads.parallel(block_forward, _row_blocks(n, oh, ow, c * kh * kw, x.dtype.itemsize))
+    threads.parallel(block_forward, _blocks(x, kh, kw, sh, sw, oh, ow))
     return y.reshape(n, oc, oh, ow)
 
 
@@ -384,18 +431,18 @@ def _stride1_conv(x, w, ph, pw):
     return _blocked_conv(x, w, ph, pw)
 
 
-def _blocked_conv_weight_grad(x, g, kh, kw, ph, pw):
-    """d(loss)/dw (OC, C, KH, KW) of the stride-1 conv2d, from x (N, C, H, W) and g (N, OC, OH, OW)."""
+def _blocked_conv_weight_grad(x, g, kh, kw, ph, pw, sh=1, sw=1):
+    """d(loss)/dw (OC, C, KH, KW) of the blocked conv2d, from x (N, C, H, W) and g (N, OC, OH, OW)."""
     n, c = x.shape[:2]
     oc, oh, ow = g.shape[1:]
-    g_rows = np.ascontiguousarray(g).reshape(n, oc, oh * ow)
+    x, g_rows = np.ascontiguousarray(x), np.ascontiguousarray(g).reshape(n, oc, oh * ow)
 
     def block_weight_grad(block):
         n0, n1, r0, r1 = block
-        cols = _block_columns(x, block, kh, kw, ph, pw, ow)  # (images, C*KH*KW, rows*OW)
+        cols = _block_columns(x, block, kh, kw, sh, sw, ph, pw, oh, ow)  # (images, C*KH*KW, rows*OW)
         return np.matmul(g_rows[n0:n1, :, r0 * ow:r1 * ow], cols.transpose(0, 2, 1)).sum(axis=0)
 
-    parts = threads.parallel(block_weight_grad, _row_blocks(n, oh, ow, c * kh * kw, x.dtype.itemsize))
+    parts = threads.parallel(block_weight_grad, _blocks(x, kh, kw, sh, sw, oh, ow))
     return sum(parts[1:], parts[0]).reshape(oc, c, kh, kw)  # summed in block order: the same bits every run
 
 
@@ -431,11 +478,12 @@ class Conv2d(Function):
         if oh < 1 or ow < 1:
             raise ValueError(f"conv2d: a {kh}x{kw} kernel does not fit a {h}x{wd} input with padding {ph},{pw}.")
         ctx.geometry = (n, c, h, wd, kh, kw, sh, sw, ph, pw, oh, ow)
-        ctx.blocked = _is_blocked(x, kh, kw, sh, sw, ph, pw, oh, ow)
+        ctx.blocked = (_is_blocked(x, kh, kw, sh, sw, ph, pw, oh, ow)
+                       or _is_strided_blocked(x, kh, kw, sh, sw, ph, pw, oh, ow, weight_grad=ctx.needs_grad[1]))
         ctx.batched = not ctx.blocked and _is_pointwise_batched(x, w, kh, kw, sh, sw, ph, pw)
         if ctx.blocked:  # the backward pass works from x
             saved = x
-            y = _stride1_conv(x, w, ph, pw)
+            y = _stride1_conv(x, w, ph, pw) if (sh, sw) == (1, 1) else _blocked_conv(x, w, ph, pw, sh, sw)
         elif ctx.batched:  # ... and so does this one
             saved = np.ascontiguousarray(x)
             y = np.matmul(w.reshape(oc, c), saved.reshape(n, c, h * wd)).reshape(n, oc, h, wd)
@@ -490,10 +538,19 @@ class Conv2d(Function):
     @staticmethod
     def _blocked_backward(ctx, g):
         x, w = ctx.saved
-        kh, kw, ph, pw = ctx.geometry[4], ctx.geometry[5], ctx.geometry[8], ctx.geometry[9]
+        n, c, h, wd, kh, kw, sh, sw, ph, pw, oh, ow = ctx.geometry
         g = np.ascontiguousarray(g)
-        gx = _stride1_conv(g, _flipped(w), kh - 1 - ph, kw - 1 - pw) if ctx.needs_grad[0] else None
-        gw = _weight_grad(x, g, w, kh, kw, ph, pw) if ctx.needs_grad[1] else None
+        gx = gw = None
+        if (sh, sw) == (1, 1):
+            gx = _stride1_conv(g, _flipped(w), kh - 1 - ph, kw - 1 - pw) if ctx.needs_grad[0] else None
+            gw = _weight_grad(x, g, w, kh, kw, ph, pw) if ctx.needs_grad[1] else None
+        else:  # col2im of w^T g, as the whole-batch form; the weight gradient from columns built again
+            if ctx.needs_grad[0]:
+                oc = w.shape[0]
+                gx = _product_col2im(w.reshape(oc, -1).T, g.reshape(n, oc, oh * ow), None, (n, c, h, wd),
+                                     kh, kw, sh, sw, ph, pw, oh, ow)
+            if ctx.needs_grad[1]:
+                gw = _blocked_conv_weight_grad(x, g, kh, kw, ph, pw, sh, sw)
         gb = g.sum(axis=(0, 2, 3)) if ctx.needs_grad[2] else None
         return gx, gw, gb
 
@@ -511,7 +568,8 @@ class ConvTranspose2d(Function):
         oh = conv_transpose_output_size(h, kh, sh, ph, oph)
         ow = conv_transpose_output_size(wd, kw, sw, pw, opw)
         x = backend.array_module(x).ascontiguousarray(x)
-        x_cf = _channels_first(x)  # (C, N*H*W): the weight gradient's, and the whole-batch product's
+        # (C, N*H*W): the weight gradient's (and the whole-batch product's, which makes its own without it)
+        x_cf = _channels_first(x) if ctx.needs_grad[1] else None
         # col2im of w^T x, (OC*KH*KW, N*H*W)
         y = _product_col2im(w.reshape(c, -1).T, x.reshape(n, c, h * wd), x_cf, (n, oc, oh, ow),
                             kh, kw, sh, sw, ph, pw, h, wd)
