@@ -62,3 +62,16 @@ def tensor(shape, device, seed=0, scale=1.0, offset=0.0, grad=True):
 def check(fn, *inputs, mode="full", **kwargs):
     """gradcheck with tolerances suited to float64 central differences."""
     return gradcheck(fn, list(inputs), mode=mode, **kwargs)
+
+
+@contextlib.contextmanager
+def settings(module, **values):
+    """The module's attributes set to ``values`` for the length of the block, then put back."""
+    saved = {name: getattr(module, name) for name in values}
+    for name, value in values.items():
+        setattr(module, name, value)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            setattr(module, name, value)

@@ -19,7 +19,7 @@ from minigan.ops.conv import Conv2d, ConvTranspose2d
 from minigan.tensor import Function
 from tests import reference
 from tests.conftest import requires_torch
-from tests.gradcheck.helpers import check, checks, tensor
+from tests.gradcheck.helpers import check, checks, settings, tensor
 
 # (N, C, H, W), OC, K, stride, padding
 STRIDED_CASES = [
@@ -33,15 +33,9 @@ STRIDED_CASES = [
 @contextlib.contextmanager
 def strided_blocks(block_bytes=1 << 20, max_taps=1 << 30):
     """Every strided convolution takes the blocked path; ``block_bytes`` sets how many images a block holds."""
-    names = ("BLOCK_BYTES", "STRIDED_MIN_PIXELS", "STRIDED_MIN_BYTES", "STRIDED_WEIGHT_GRAD_MAX_TAPS")
-    saved = [getattr(conv, name) for name in names]
-    for name, value in zip(names, (block_bytes, 1, 0, max_taps)):
-        setattr(conv, name, value)
-    try:
+    with settings(conv, BLOCK_BYTES=block_bytes, STRIDED_MIN_PIXELS=1, STRIDED_MIN_BYTES=0,
+                  STRIDED_WEIGHT_GRAD_MAX_TAPS=max_taps):
         yield
-    finally:
-        for name, value in zip(names, saved):
-            setattr(conv, name, value)
 
 
 def _output_size(shape, k, s, p):

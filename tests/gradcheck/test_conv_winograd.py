@@ -11,7 +11,7 @@ import minigan.ops as F
 from minigan.ops import conv
 from minigan.ops.conv import Conv2d
 from tests import reference
-from tests.gradcheck.helpers import check, checks, tensor
+from tests.gradcheck.helpers import check, checks, settings, tensor
 
 # (N, C, H, W), OC: 3x3, stride 1, padding 1, H and W even
 CASES = [((2, 3, 8, 6), 4),    # several tile rows and columns, non-square
@@ -30,16 +30,10 @@ def winograd_everywhere(block_bytes, weight_grad=True, f4=False):
     """Small inputs take the stride-1 path (and so Winograd), in blocks of about ``block_bytes``; the
     weight gradient too unless ``weight_grad`` is False; F(4x4, 3x3) wherever the sides allow it if
     ``f4``, else F(2x2, 3x3) everywhere."""
-    names = ("BLOCKED_ABOVE", "WINOGRAD_BLOCK_BYTES", "WINOGRAD_MIN_CHANNELS", "WINOGRAD_WEIGHT_GRAD_MIN_PIXELS",
-             "WINOGRAD_WEIGHT_GRAD", "WINOGRAD_F4", "WINOGRAD_F4_MIN_PIXELS")
-    saved = [getattr(conv, name) for name in names]
-    for name, value in zip(names, (0, block_bytes, 1, 0, weight_grad, f4, 0)):
-        setattr(conv, name, value)
-    try:
+    with settings(conv, BLOCKED_ABOVE=0, WINOGRAD_BLOCK_BYTES=block_bytes, WINOGRAD_MIN_CHANNELS=1,
+                  WINOGRAD_WEIGHT_GRAD_MIN_PIXELS=0, WINOGRAD_WEIGHT_GRAD=weight_grad, WINOGRAD_F4=f4,
+                  WINOGRAD_F4_MIN_PIXELS=0):
         yield
-    finally:
-        for name, value in zip(names, saved):
-            setattr(conv, name, value)
 
 
 @pytest.mark.parametrize("block_bytes", [1, 1 << 9, 1 << 20])  # one tile row a block .. the whole image
