@@ -2,10 +2,12 @@
 
 Every function here has a twin of the same name and signature in
 :mod:`minigan.backend.cuda` that launches a kernel from ``kernels/*.cu``;
-``tests/kernels`` compares the two. One is CPU-only: ``spectral_power``
+``tests/kernels`` compares the two. Some are CPU-only, and say so: ``spectral_power``
 (spectral norm's power step, whose GPU form is two cuBLAS matrix-vector
 products in :mod:`minigan.nn.spectral_norm`; a test holds the two forms
-together). Arrays are C-contiguous float32 or float64, in the layouts of the
+together), and the pieces of the CPU's blocked convolutions (``im2col_rows``,
+``im2col_images``, ``col2im_into``, the Winograd transforms), tested against
+im2col/col2im and the direct loop. Arrays are C-contiguous float32 or float64, in the layouts of the
 .cu files' headers (the im2col index map is drawn in
 kernels/README.md). The sections below follow the files of ``kernels/``, one
 section per file.
