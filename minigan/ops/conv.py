@@ -241,7 +241,7 @@ STRIDED_MIN_BYTES = 256 << 10  # one image's columns
 STRIDED_WEIGHT_GRAD_MAX_TAPS = 128  # C*KH*KW at most, when the weight gradient is wanted
 
 
-def _is_strided_blocked(x, kh, kw, sh, sw, ph, pw, oh, ow, weight_grad):
+def _is_strided_blocked(x, kh, kw, sh, sw, oh, ow, weight_grad):
     """The CPU's blocked path for a convolution with a stride above 1 (see STRIDED_BLOCKED)."""
     taps = x.shape[1] * kh * kw
     return (STRIDED_BLOCKED and backend.array_module(x) is np and (sh, sw) != (1, 1)
@@ -479,7 +479,7 @@ class Conv2d(Function):
             raise ValueError(f"conv2d: a {kh}x{kw} kernel does not fit a {h}x{wd} input with padding {ph},{pw}.")
         ctx.geometry = (n, c, h, wd, kh, kw, sh, sw, ph, pw, oh, ow)
         ctx.blocked = (_is_blocked(x, kh, kw, sh, sw, ph, pw, oh, ow)
-                       or _is_strided_blocked(x, kh, kw, sh, sw, ph, pw, oh, ow, weight_grad=ctx.needs_grad[1]))
+                       or _is_strided_blocked(x, kh, kw, sh, sw, oh, ow, weight_grad=ctx.needs_grad[1]))
         ctx.batched = not ctx.blocked and _is_pointwise_batched(x, w, kh, kw, sh, sw, ph, pw)
         if ctx.blocked:  # the backward pass works from x
             saved = x

@@ -119,15 +119,15 @@ def test_dcgan_and_sagan_layers_take_the_blocked_path_where_it_measured_faster()
     x3, x64 = np.zeros((16, 3, 64, 64), np.float32), np.zeros((16, 64, 32, 32), np.float32)
     x128, x256 = np.zeros((16, 128, 16, 16), np.float32), np.zeros((16, 256, 8, 8), np.float32)
     # DCGAN's input layer (75 taps): always; 64 -> 128 from 32x32 only without its weight gradient
-    assert conv._is_strided_blocked(x3, 5, 5, 2, 2, 2, 2, 32, 32, weight_grad=True)
-    assert conv._is_strided_blocked(x64, 5, 5, 2, 2, 2, 2, 16, 16, weight_grad=False)
-    assert not conv._is_strided_blocked(x64, 5, 5, 2, 2, 2, 2, 16, 16, weight_grad=True)
-    assert conv._is_strided_blocked(x64, 4, 4, 2, 2, 1, 1, 16, 16, weight_grad=False)  # SAGAN's
+    assert conv._is_strided_blocked(x3, 5, 5, 2, 2, 32, 32, weight_grad=True)
+    assert conv._is_strided_blocked(x64, 5, 5, 2, 2, 16, 16, weight_grad=False)
+    assert not conv._is_strided_blocked(x64, 5, 5, 2, 2, 16, 16, weight_grad=True)
+    assert conv._is_strided_blocked(x64, 4, 4, 2, 2, 16, 16, weight_grad=False)  # SAGAN's
     for x, side in [(x128, 8), (x256, 4)]:  # 8x8 outputs and smaller: never
-        assert not conv._is_strided_blocked(x, 5, 5, 2, 2, 2, 2, side, side, weight_grad=False)
+        assert not conv._is_strided_blocked(x, 5, 5, 2, 2, side, side, weight_grad=False)
     # the main example's D: 3 -> 32 from 32x32 (48 KiB of columns an image): never
-    assert not conv._is_strided_blocked(np.zeros((16, 3, 32, 32), np.float32), 4, 4, 2, 2, 1, 1, 16, 16, False)
-    assert not conv._is_strided_blocked(x64, 3, 3, 1, 1, 1, 1, 32, 32, weight_grad=False)  # stride 1: its own path
+    assert not conv._is_strided_blocked(np.zeros((16, 3, 32, 32), np.float32), 4, 4, 2, 2, 16, 16, False)
+    assert not conv._is_strided_blocked(x64, 3, 3, 1, 1, 32, 32, weight_grad=False)  # stride 1: its own path
 
 
 def test_a_forward_pass_under_no_grad_is_told_that_no_gradient_will_be_asked():
@@ -195,7 +195,7 @@ def test_dcgan_layers_blocked_match_torch(dtype, tol):
         w = (rng.standard_normal((oc, shape[1], 5, 5)) * 0.05).astype(dtype)
         g = rng.standard_normal((shape[0], oc, shape[2] // 2, shape[3] // 2)).astype(dtype)
         n, c, h, wd = shape
-        assert conv._is_strided_blocked(x, 5, 5, 2, 2, 2, 2, h // 2, wd // 2, weight_grad=trainable)
+        assert conv._is_strided_blocked(x, 5, 5, 2, 2, h // 2, wd // 2, weight_grad=trainable)
         xt, wt = Tensor(x, requires_grad=True), Tensor(w, requires_grad=trainable)
         y = F.conv2d(xt, wt, None, 2, 2)
         y.backward(Tensor(g))
