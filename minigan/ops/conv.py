@@ -512,14 +512,21 @@ class Conv2d(Function):
         if ctx.needs_grad[0]:
             if _is_pointwise(kh, kw, sh, sw, ph, pw):
                 gx = _batch_first(threads.matmul(w.reshape(oc, -1).T, g_cf), n, h, wd)  # col2im of a 1x1 window
-            else:  # col2im of w^T g, (C*KH*KW, N*OH*OW)
-                g_rows = backend.array_module(g).ascontiguousarray(g).reshape(n, oc, oh * ow)
-                gx = _product_col2im(w.reshape(oc, -1).T, g_rows, g_cf, (n, c, h, wd), kh, kw, sh, sw, ph, pw, oh, ow)
+            else:
+                gx = Conv2d._col2im_input_grad(ctx, w, g, g_cf)
         if ctx.needs_grad[1]:
             gw = threads.matmul(g_cf, cols.T).reshape(w.shape)
         if ctx.needs_grad[2]:  # apply passes b even when it is None
             gb = g_cf.sum(axis=1)
         return gx, gw, gb
+
+    @staticmethod
+    def _col2im_input_grad(ctx, w, g, g_cf):
+        """The input gradient, col2im of w^T g (C*KH*KW, N*OH*OW); g_cf is g channels first, or None."""
+        n, c, h, wd, kh, kw, sh, sw, ph, pw, oh, ow = ctx.geometry
+        oc = w.shape[0]
+        g_rows = backend.array_module(g).ascontiguousarray(g).reshape(n, oc, oh * ow)
+        return _product_col2im(w.reshape(oc, -1).T, g_rows, g_cf, (n, c, h, wd), kh, kw, sh, sw, ph, pw, oh, ow)
 
     @staticmethod
     def _batched_backward(ctx, g):
@@ -538,17 +545,15 @@ class Conv2d(Function):
     @staticmethod
     def _blocked_backward(ctx, g):
         x, w = ctx.saved
-        n, c, h, wd, kh, kw, sh, sw, ph, pw, oh, ow = ctx.geometry
+        kh, kw, sh, sw, ph, pw = ctx.geometry[4:10]
         g = np.ascontiguousarray(g)
         gx = gw = None
         if (sh, sw) == (1, 1):
             gx = _stride1_conv(g, _flipped(w), kh - 1 - ph, kw - 1 - pw) if ctx.needs_grad[0] else None
             gw = _weight_grad(x, g, w, kh, kw, ph, pw) if ctx.needs_grad[1] else None
-        else:  # col2im of w^T g, as the whole-batch form; the weight gradient from columns built again
+        else:  # the input gradient as the whole-batch form's; the weight gradient from columns built again
             if ctx.needs_grad[0]:
-                oc = w.shape[0]
-                gx = _product_col2im(w.reshape(oc, -1).T, g.reshape(n, oc, oh * ow), None, (n, c, h, wd),
-                                     kh, kw, sh, sw, ph, pw, oh, ow)
+                gx = Conv2d._col2im_input_grad(ctx, w, g, None)
             if ctx.needs_grad[1]:
                 gw = _blocked_conv_weight_grad(x, g, kh, kw, ph, pw, sh, sw)
         gb = g.sum(axis=(0, 2, 3)) if ctx.needs_grad[2] else None
